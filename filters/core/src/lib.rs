@@ -1,0 +1,27 @@
+//! Pure logic shared by every gatehouse filter.
+//!
+//! Nothing in this crate talks to a proxy: no proxy-wasm, no host calls.
+//! Filters describe what they need from the host through the small traits
+//! here ([`RandomSource`], [`Clock`]) and through plain data
+//! ([`HeaderSnapshot`], [`HeaderOp`]), so every decision can be unit-tested
+//! natively and under `wasm32-unknown-unknown`.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod config;
+pub mod headers;
+pub mod hex;
+pub mod host;
+pub mod path;
+pub mod random;
+
+pub use config::{parse_config, ConfigError, Validate};
+pub use headers::{HeaderOp, HeaderSnapshot};
+pub use random::{Clock, RandomSource};

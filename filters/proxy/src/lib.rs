@@ -1,0 +1,209 @@
+//! The thin shared layer over proxy-wasm.
+//!
+//! Everything here is a host call or a direct wrapper around one; there is
+//! no decision logic. Filters read headers into a [`HeaderSnapshot`] with one
+//! call, decide in pure code, and apply [`HeaderOp`]s back. Header values are
+//! always read as bytes: proxy-wasm 0.2's string getters `unwrap()` UTF-8 and
+//! would trap the VM on a non-ASCII header.
+
+use gatehouse_core::{
+    parse_config, Clock, ConfigError, HeaderOp, HeaderSnapshot, RandomSource, Validate,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, MetricType};
+use serde::de::DeserializeOwned;
+
+pub use proxy_wasm;
+
+/// Parses the plugin configuration. On failure logs exactly one line naming
+/// the field and returns the error, so `on_configure` can return `false` and
+/// Envoy refuses the config.
+pub fn load_config<T: DeserializeOwned + Validate>(
+    filter: &str,
+    bytes: Option<Vec<u8>>,
+) -> Result<T, ConfigError> {
+    let raw = bytes.unwrap_or_default();
+    match parse_config::<T>(&raw) {
+        Ok(cfg) => {
+            log::info!("gatehouse {filter}: configuration accepted");
+            Ok(cfg)
+        }
+        Err(err) => {
+            log::error!("gatehouse {filter}: invalid configuration: {err}");
+            Err(err)
+        }
+    }
+}
+
+/// The plugin configuration bytes, as the root context receives them.
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    )
+    .ok()
+    .flatten()
+}
+
+fn snapshot(map: MapType) -> HeaderSnapshot {
+    match hostcalls::get_map_bytes(map) {
+        Ok(entries) => HeaderSnapshot::new(entries),
+        Err(status) => {
+            log::warn!("gatehouse: reading headers failed: {status:?}");
+            HeaderSnapshot::default()
+        }
+    }
+}
+
+/// All request headers (pseudo-headers included), one host call.
+pub fn request_headers() -> HeaderSnapshot {
+    snapshot(MapType::HttpRequestHeaders)
+}
+
+/// All response headers, one host call.
+pub fn response_headers() -> HeaderSnapshot {
+    snapshot(MapType::HttpResponseHeaders)
+}
+
+/// One request header as bytes.
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+fn apply(map: MapType, ops: &[HeaderOp]) {
+    for op in ops {
+        let result = match op {
+            HeaderOp::Set(name, value) => {
+                hostcalls::set_map_value_bytes(map, name, Some(value.as_bytes()))
+            }
+            HeaderOp::Add(name, value) => {
+                hostcalls::add_map_value_bytes(map, name, value.as_bytes())
+            }
+            HeaderOp::Remove(name) => hostcalls::set_map_value_bytes(map, name, None),
+        };
+        if let Err(status) = result {
+            log::warn!(
+                "gatehouse: editing header `{}` failed: {status:?}",
+                op.name()
+            );
+        }
+    }
+}
+
+pub fn apply_request_ops(ops: &[HeaderOp]) {
+    apply(MapType::HttpRequestHeaders, ops)
+}
+
+pub fn apply_response_ops(ops: &[HeaderOp]) {
+    apply(MapType::HttpResponseHeaders, ops)
+}
+
+/// Answers the request from the filter (Envoy local reply).
+pub fn send_local_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    let body = if body.is_empty() { None } else { Some(body) };
+    if let Err(st) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), body) {
+        log::warn!("gatehouse: local reply failed: {st:?}");
+    }
+}
+
+/// A connection/request property (Envoy attributes), e.g.
+/// `["connection", "tls_version"]`.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// Asks Envoy to resolve the route again after a routing-relevant header
+/// changed (needed since Envoy 1.33: header edits from Wasm no longer clear
+/// the route cache).
+pub fn clear_route_cache() {
+    if let Err(st) = hostcalls::call_foreign_function("clear_route_cache", None) {
+        log::warn!("gatehouse: clear_route_cache failed: {st:?}");
+    }
+}
+
+/// A counter in Envoy's stats (`/stats`, `/stats/prometheus`).
+#[derive(Debug, Clone, Copy)]
+pub struct Counter(Option<u32>);
+
+impl Counter {
+    /// Defines (or finds: each worker's VM defines the same name) a counter.
+    pub fn define(name: &str) -> Counter {
+        match hostcalls::define_metric(MetricType::Counter, name) {
+            Ok(id) => Counter(Some(id)),
+            Err(st) => {
+                log::warn!("gatehouse: defining metric `{name}` failed: {st:?}");
+                Counter(None)
+            }
+        }
+    }
+
+    pub fn inc(&self) {
+        if let Some(id) = self.0 {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+/// The host clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostClock;
+
+impl Clock for HostClock {
+    fn now_unix_nanos(&self) -> u64 {
+        match hostcalls::get_current_time() {
+            Ok(t) => t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Random bytes from WASI `random_get`, fetched 256 at a time so a request
+/// costs at most one host call.
+pub struct HostRandom {
+    buf: [u8; 256],
+    pos: usize,
+}
+
+impl Default for HostRandom {
+    fn default() -> Self {
+        HostRandom {
+            buf: [0; 256],
+            pos: 256,
+        }
+    }
+}
+
+impl HostRandom {
+    fn refill(&mut self) {
+        if getrandom::fill(&mut self.buf).is_err() {
+            // WASI random_get does not fail in Envoy; if it ever did, fall
+            // back to a clock-seeded generator rather than trapping.
+            let mut fallback = gatehouse_core::random::SplitMix64(HostClock.now_unix_nanos());
+            fallback.fill(&mut self.buf);
+        }
+        self.pos = 0;
+    }
+}
+
+impl RandomSource for HostRandom {
+    fn fill(&mut self, out: &mut [u8]) {
+        for b in out.iter_mut() {
+            if self.pos >= self.buf.len() {
+                self.refill();
+            }
+            *b = self.buf.get(self.pos).copied().unwrap_or(0);
+            self.pos += 1;
+        }
+    }
+}
+
+/// Sets the proxy-wasm log level once per VM.
+pub fn init_logging() {
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+}
