@@ -21,6 +21,7 @@ pub mod hex;
 pub mod host;
 pub mod path;
 pub mod random;
+pub mod reply;
 
 pub use config::{parse_config, ConfigError, Validate};
 pub use headers::{HeaderOp, HeaderSnapshot};
