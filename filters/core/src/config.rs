@@ -57,6 +57,9 @@ pub trait Validate {
 pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ConfigError> {
     let trimmed = trim_ascii(bytes);
     let doc: &[u8] = if trimmed.is_empty() { b"{}" } else { trimmed };
+    if doc.first() != Some(&b'{') {
+        return Err(ConfigError::new(".", "configuration must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(doc);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
@@ -158,7 +161,7 @@ mod tests {
     #[test]
     fn unknown_field_names_the_path() {
         let e = parse_config::<Doc>(br#"{"inner": {"rat": 1}}"#).unwrap_err();
-        assert_eq!(e.field, "inner");
+        assert_eq!(e.field, "inner.rat");
         assert!(e.reason.contains("unknown field `rat`"), "{e}");
     }
 
