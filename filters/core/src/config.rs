@@ -66,6 +66,17 @@ pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, C
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ConfigError::new(
+                    ".",
+                    format!("not valid JSON: {}", strip_position(&inner)),
+                ));
+            }
+            let path = if path == "?" || path.is_empty() {
+                ".".to_string()
+            } else {
+                path
+            };
             return Err(ConfigError::new(path, strip_position(&inner)));
         }
     };
@@ -132,6 +143,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Doc {
         #[serde(default)]
         name: String,
@@ -180,7 +192,9 @@ mod tests {
 
     #[test]
     fn syntax_error_and_trailing_garbage() {
-        assert!(parse_config::<Doc>(b"{").is_err());
+        let e = parse_config::<Doc>(b"{").unwrap_err();
+        assert_eq!(e.field, ".");
+        assert!(e.reason.starts_with("not valid JSON"), "{e}");
         assert!(parse_config::<Doc>(br#"{} x"#).is_err());
         assert!(parse_config::<Doc>(br#"[]"#).is_err());
     }

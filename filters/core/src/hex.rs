@@ -4,9 +4,10 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends the lower-case hex form of `bytes` to `out`.
 pub fn encode_into(bytes: &[u8], out: &mut String) {
+    let digit = |n: u8| char::from(DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'));
     for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
     }
 }
 

@@ -1,1 +1,22 @@
-//! placeholder
+//! request-id: every request carries a safe id, and one consistent trace
+//! context in the formats the configuration asks for.
+//!
+//! The decision is pure ([`decide::decide`]); [`filter`] is the thin
+//! proxy-wasm adapter, compiled only for the Envoy build (`wasm32-wasip1`).
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod config;
+pub mod decide;
+pub mod id;
+pub mod trace;
+
+#[cfg(target_os = "wasi")]
+pub mod filter;

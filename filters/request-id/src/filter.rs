@@ -1,0 +1,142 @@
+//! The proxy-wasm adapter: reads the request headers once, lets
+//! [`crate::decide::decide`] decide, applies the edits, counts, and echoes
+//! the id on the response.
+
+use crate::config::Config;
+use crate::decide::{decide, IdOutcome, TraceOutcome};
+use gatehouse_core::HeaderOp;
+use gatehouse_proxy::{Counter, HostClock, HostRandom};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub const FILTER: &str = "request-id";
+
+struct Metrics {
+    ids_generated: Counter,
+    ids_preserved: Counter,
+    ids_replaced: Counter,
+    traces_started: Counter,
+    traces_continued: Counter,
+    trace_headers_malformed: Counter,
+    trace_headers_conflicting: Counter,
+}
+
+impl Metrics {
+    fn define() -> Metrics {
+        let c = |n: &str| Counter::define(&format!("gatehouse.request_id.{n}"));
+        Metrics {
+            ids_generated: c("ids_generated"),
+            ids_preserved: c("ids_preserved"),
+            ids_replaced: c("ids_replaced"),
+            traces_started: c("traces_started"),
+            traces_continued: c("traces_continued"),
+            trace_headers_malformed: c("trace_headers_malformed"),
+            trace_headers_conflicting: c("trace_headers_conflicting"),
+        }
+    }
+}
+
+/// State shared by the HTTP contexts of one root (one per worker).
+struct Shared {
+    config: Config,
+    metrics: Metrics,
+    rng: RefCell<HostRandom>,
+}
+
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        match gatehouse_proxy::load_config::<Config>(
+            FILTER,
+            gatehouse_proxy::plugin_configuration(),
+        ) {
+            Ok(config) => {
+                self.shared = Some(Rc::new(Shared {
+                    config,
+                    metrics: Metrics::define(),
+                    rng: RefCell::new(HostRandom::default()),
+                }));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(RequestId { shared, id: None }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct RequestId {
+    shared: Rc<Shared>,
+    id: Option<String>,
+}
+
+impl Context for RequestId {}
+
+impl HttpContext for RequestId {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let s = &self.shared;
+        let headers = gatehouse_proxy::request_headers();
+        let d = {
+            let mut rng = s.rng.borrow_mut();
+            decide(&s.config, &headers, &mut *rng, &HostClock)
+        };
+        gatehouse_proxy::apply_request_ops(&d.request_ops);
+        let m = &s.metrics;
+        match d.id_outcome {
+            IdOutcome::Generated => m.ids_generated.inc(),
+            IdOutcome::Preserved => m.ids_preserved.inc(),
+            IdOutcome::Replaced => m.ids_replaced.inc(),
+        }
+        match d.trace {
+            Some(TraceOutcome::Started) => m.traces_started.inc(),
+            Some(TraceOutcome::Continued) => m.traces_continued.inc(),
+            None => {}
+        }
+        for _ in 0..d.malformed {
+            m.trace_headers_malformed.inc();
+        }
+        for _ in 0..d.conflicts {
+            m.trace_headers_conflicting.inc();
+        }
+        self.id = Some(d.id);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if self.shared.config.echo_in_response {
+            if let Some(id) = &self.id {
+                gatehouse_proxy::apply_response_ops(&[HeaderOp::set(
+                    self.shared.config.response_header(),
+                    id.clone(),
+                )]);
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// Root context factory (also used by the combined gatehouse.wasm module).
+pub fn new_root(_context_id: u32) -> Box<dyn RootContext> {
+    Box::new(Root::default())
+}
+
+#[cfg(not(feature = "no-entry"))]
+proxy_wasm::main! {{
+    gatehouse_proxy::init_logging();
+    proxy_wasm::set_root_context(new_root);
+}}
