@@ -24,6 +24,7 @@ pub mod config;
 pub mod echo;
 pub mod envoy;
 pub mod pki;
+pub mod run;
 
 pub use client::{Request, Response};
 pub use config::{Cluster, EnvoyConfig, TlsListener, WasmFilter};

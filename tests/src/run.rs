@@ -1,0 +1,169 @@
+//! The `make run` chain: every built filter in the documented order, each
+//! with its `filters/<name>/example.json`, and the demo requests that
+//! `make run` prints as curl lines. The end-to-end suite sends the same demo
+//! requests to the same configuration (tests/tests/chain.rs), so the printed
+//! lines are known to work.
+
+use crate::client::Request;
+use crate::config::{EnvoyConfig, WasmFilter};
+use crate::echo::Echo;
+use crate::pki::TestPki;
+use serde_json::{json, Value};
+
+/// The order of the filters in the chain (also the WasmPlugin phase order).
+pub const CHAIN_ORDER: [&str; 5] = [
+    "request-id",
+    "https-redirect",
+    "client-id",
+    "rate-limit",
+    "host-router",
+];
+
+/// Ports of the run; 0 picks free ones (tests).
+#[derive(Debug, Clone, Copy)]
+pub struct RunPorts {
+    pub http: u16,
+    pub https: u16,
+    pub admin: u16,
+}
+
+/// `filters/<name>/example.json`.
+pub fn example_config(filter: &str) -> Value {
+    let p = crate::repo_root()
+        .join("filters")
+        .join(filter)
+        .join("example.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): every filter ships an example config",
+            p.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+}
+
+/// The header host-router's example uses to pick the cluster.
+pub fn routing_header() -> String {
+    example_config("host-router")
+        .get("routing_header")
+        .and_then(|v| v.as_str())
+        .unwrap_or("x-gatehouse-cluster")
+        .to_string()
+}
+
+/// The Envoy config of `make run` with the given built filters.
+pub fn chain_config(
+    built: &[&str],
+    ports: &RunPorts,
+    echo: &Echo,
+    webapp: &Echo,
+    catalog: &Echo,
+    pki: &TestPki,
+) -> EnvoyConfig {
+    let mut cfg = EnvoyConfig::new()
+        .cluster("echo", echo.port)
+        .cluster("webapp", webapp.port)
+        .cluster("catalog", catalog.port)
+        .tls(pki.listener(false, false));
+    cfg.listen_port = ports.http;
+    cfg.tls_port = ports.https;
+    cfg.admin_port = ports.admin;
+    for f in CHAIN_ORDER.iter().filter(|f| built.contains(f)) {
+        let mut conf = example_config(f);
+        if *f == "https-redirect" {
+            // Locally the HTTPS listener is not on 443.
+            if let Some(obj) = conf.as_object_mut() {
+                obj.insert("https_port".to_string(), json!(ports.https));
+            }
+        }
+        cfg = cfg.filter(WasmFilter::new(f, conf));
+    }
+    if built.contains(&"host-router") {
+        cfg = cfg.routes(json!([
+            {"match": {"prefix": "/"}, "route": {"cluster_header": routing_header()}}
+        ]));
+    } else {
+        cfg = cfg.routes(json!([{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]));
+    }
+    cfg
+}
+
+/// One demo request: the curl line printed by `make run`, and the same
+/// request for the tests, with the status it must get.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    pub what: String,
+    pub tls: bool,
+    pub request: Request,
+    pub expect_status: u16,
+    /// Send it this many times (rate-limit demo); the last answer counts.
+    pub repeat: u32,
+}
+
+impl Demo {
+    pub fn curl(&self, ports: &RunPorts, pki: &TestPki) -> String {
+        let mut line = String::from("curl -si");
+        let host = &self.request.authority;
+        let url = if self.tls {
+            line.push_str(&format!(
+                " --cacert {} --resolve {host}:{}:127.0.0.1",
+                pki.ca_pem.display(),
+                ports.https
+            ));
+            format!("https://{host}:{}{}", ports.https, self.request.path)
+        } else {
+            line.push_str(&format!(" -H 'host: {host}'"));
+            format!("http://127.0.0.1:{}{}", ports.http, self.request.path)
+        };
+        if self.request.method != "GET" {
+            line.push_str(&format!(" -X {}", self.request.method));
+        }
+        for (k, v) in &self.request.headers {
+            line.push_str(&format!(" -H '{k}: {}'", String::from_utf8_lossy(v)));
+        }
+        line.push_str(&format!(" '{url}'"));
+        if self.repeat > 1 {
+            line = format!("for i in $(seq {}); do {line} | head -1; done", self.repeat);
+        }
+        format!(
+            "  # {} (expect {})\n  {line}",
+            self.what, self.expect_status
+        )
+    }
+}
+
+/// The demo requests for the built filters.
+pub fn demos(built: &[&str]) -> Vec<Demo> {
+    let has = |f: &str| built.contains(&f);
+    let mut out = Vec::new();
+    let tls_default = has("https-redirect");
+    let host = if has("host-router") {
+        "webapp.istioinaction.io"
+    } else {
+        "example.com"
+    };
+    if has("request-id") {
+        out.push(Demo {
+            what: "request-id: the upstream gets x-request-id and a trace context; the response echoes the id".into(),
+            tls: tls_default,
+            request: Request::get("/").host(host).header("x-request-id", "demo-123"),
+            expect_status: if has("client-id") { 401 } else { 200 },
+            repeat: 1,
+        });
+    }
+    if has("https-redirect") {
+        out.push(Demo {
+            what: "https-redirect: plain HTTP is redirected to HTTPS".into(),
+            tls: false,
+            request: Request::post("/api/orders?id=7").host(host),
+            expect_status: 308,
+            repeat: 1,
+        });
+    }
+    out
+}
+
+/// The curl lines `make run` prints.
+pub fn demo_lines(built: &[&str], ports: &RunPorts, pki: &TestPki) -> Vec<String> {
+    demos(built).iter().map(|d| d.curl(ports, pki)).collect()
+}
