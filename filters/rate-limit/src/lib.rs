@@ -1,1 +1,26 @@
-//! Not built yet: see the issue for this filter.
+//! gatehouse rate-limit: per-client limits that hold exactly across every
+//! Envoy worker thread.
+//!
+//! Pure modules (no proxy-wasm): [`config`] (JSON config and checks),
+//! [`gcra`] (the algorithm), [`key`] (bucket keys from request data),
+//! [`table`] (the bounded slot table over a CAS store), [`engine`] (the
+//! per-request decision). The adapter, `filter`, exists only in the Envoy
+//! build (wasm32-wasip1).
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod config;
+pub mod engine;
+pub mod gcra;
+pub mod key;
+pub mod table;
+
+#[cfg(target_os = "wasi")]
+pub mod filter;

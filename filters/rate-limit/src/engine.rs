@@ -1,0 +1,759 @@
+//! The whole per-request decision: rule matching, plan and key selection,
+//! the slot-table check, and the answer (headers, local reply, counters).
+
+use crate::config::{Config, DescriptorPart, FailureMode, HeaderStyle, Limit, OnMissing};
+use crate::gcra::{most_restrictive, LimitSpec, LimitStatus};
+use crate::key::{hash64, part_value, push_field, KeySources, RequestInfo};
+use crate::table::{check, Checked, FailReason, SharedStore, Target, Trace};
+use gatehouse_core::host::{normalize_host, HostTable};
+use gatehouse_core::path::{split_path_query, PathMatch};
+use gatehouse_core::reply::error_body;
+use gatehouse_core::{ConfigError, HeaderOp, HeaderSnapshot};
+
+/// Longest time a drained bucket may need to refill (`burst * period / rate`).
+const MAX_WINDOW_SECS: u128 = 366 * 86_400;
+
+/// One limit set (a rule's `limits`, or one plan's).
+#[derive(Debug, Clone)]
+pub struct LimitSet {
+    pub plan: Option<String>,
+    pub specs: Vec<LimitSpec>,
+    pub overflow_key: String,
+    pub overflow_fingerprint: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub name: String,
+    hosts: HostTable<()>,
+    paths: Vec<PathMatch>,
+    descriptor: Vec<DescriptorPart>,
+    on_missing: OnMissing,
+    pub sets: Vec<LimitSet>,
+    default_set: usize,
+}
+
+/// The compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub rules: Vec<CompiledRule>,
+    pub status: u16,
+    pub reject_status: u16,
+    pub headers: HeaderStyle,
+    pub shadow: bool,
+    pub on_store_failure: FailureMode,
+    pub cas_retries: u32,
+    pub slots: u32,
+    pub table: String,
+    seed: Vec<u8>,
+    sources: KeySources,
+    plan_header: String,
+    needs_source_address: bool,
+}
+
+/// What happened to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No rule applies, or the rule skips requests lacking a key part.
+    NotLimited,
+    Allowed,
+    Limited,
+    /// Shadow mode: would have been limited; let through.
+    ShadowLimited,
+    /// The rule rejects requests lacking a key part.
+    MissingKey,
+    /// The store failed or CAS conflicts exceeded the budget; `denied` when
+    /// `on_store_failure` is `deny`.
+    Failed {
+        denied: bool,
+        reason: FailReason,
+    },
+}
+
+/// A local reply to send instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// Everything the adapter needs to act on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Index of the rule that applied.
+    pub rule: Option<usize>,
+    pub outcome: Outcome,
+    /// Send this instead of forwarding.
+    pub reply: Option<Reply>,
+    /// Headers to add to the upstream's response (allowed requests).
+    pub response_ops: Vec<HeaderOp>,
+    pub trace: Trace,
+}
+
+impl Evaluation {
+    fn plain(rule: Option<usize>, outcome: Outcome) -> Evaluation {
+        Evaluation {
+            rule,
+            outcome,
+            reply: None,
+            response_ops: Vec::new(),
+            trace: Trace::default(),
+        }
+    }
+}
+
+fn compile_set(
+    set: &[Limit],
+    plan: Option<&str>,
+    field: &str,
+    rule_name: &str,
+    cfg: &Config,
+) -> Result<LimitSet, ConfigError> {
+    let mut specs = Vec::with_capacity(set.len());
+    for (k, l) in set.iter().enumerate() {
+        let rate = u64::try_from(l.rate).unwrap_or(1);
+        let burst = u64::try_from(l.burst()).unwrap_or(1);
+        let window = u128::from(burst) * u128::from(l.per.seconds()) / u128::from(rate);
+        if window > MAX_WINDOW_SECS {
+            return Err(ConfigError::new(
+                format!("{field}[{k}].burst"),
+                "burst / rate must refill within a year (burst * period / rate)",
+            ));
+        }
+        specs.push(LimitSpec::new(
+            &l.display_name(),
+            rate,
+            l.per.seconds(),
+            burst,
+        ));
+    }
+    let mut id = Vec::new();
+    push_field(&mut id, b'r', Some(rule_name.as_bytes()));
+    push_field(&mut id, b'p', plan.map(str::as_bytes));
+    let fp = hash64(cfg.hash_seed.as_bytes(), 3, &id) | 1;
+    Ok(LimitSet {
+        plan: plan.map(str::to_string),
+        specs,
+        overflow_key: format!("{}.overflow.{fp:016x}", cfg.table),
+        overflow_fingerprint: fp,
+    })
+}
+
+impl Engine {
+    pub fn new(cfg: &Config) -> Result<Engine, ConfigError> {
+        cfg.check_fields()?;
+        let mut rules = Vec::with_capacity(cfg.rules.len());
+        for (i, r) in cfg.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            let name = r.name(i);
+            let hosts = HostTable::build(
+                &format!("{at}.hosts"),
+                r.hosts.iter().map(|h| (h.clone(), ())),
+            )?;
+            let mut sets = Vec::new();
+            let mut default_set = 0;
+            if r.plans.is_empty() {
+                sets.push(compile_set(
+                    &r.limits,
+                    None,
+                    &format!("{at}.limits"),
+                    &name,
+                    cfg,
+                )?);
+            } else {
+                for (plan, set) in &r.plans {
+                    if r.default_plan.as_deref() == Some(plan.as_str()) {
+                        default_set = sets.len();
+                    }
+                    sets.push(compile_set(
+                        set,
+                        Some(plan),
+                        &format!("{at}.plans.{plan}"),
+                        &name,
+                        cfg,
+                    )?);
+                }
+            }
+            rules.push(CompiledRule {
+                name,
+                hosts,
+                paths: r.paths.clone(),
+                descriptor: r.descriptor.clone(),
+                on_missing: r.on_missing,
+                sets,
+                default_set,
+            });
+        }
+        let needs_source_address = cfg.client_address.from
+            == crate::config::AddressSource::SourceAddress
+            && cfg
+                .rules
+                .iter()
+                .any(|r| r.descriptor.contains(&DescriptorPart::ClientAddress));
+        Ok(Engine {
+            rules,
+            status: cfg.status,
+            reject_status: cfg.reject_status,
+            headers: cfg.headers,
+            shadow: cfg.shadow,
+            on_store_failure: cfg.on_store_failure,
+            cas_retries: cfg.cas_retries,
+            slots: cfg.slots,
+            table: cfg.table.clone(),
+            seed: cfg.hash_seed.as_bytes().to_vec(),
+            sources: KeySources {
+                client_id_header: cfg.client_id_header.clone(),
+                client_address: cfg.client_address.clone(),
+            },
+            plan_header: cfg.plan_header.clone(),
+            needs_source_address,
+        })
+    }
+
+    /// True when some rule keys on `source.address` (the adapter reads that
+    /// property only then).
+    pub fn needs_source_address(&self) -> bool {
+        self.needs_source_address
+    }
+
+    pub fn slot_key(&self, i: u32) -> String {
+        format!("{}.slot.{i}", self.table)
+    }
+
+    /// Every shared-data key this configuration can ever touch: the slots
+    /// and one overflow key per (rule, plan). The memory bound.
+    pub fn all_keys(&self) -> impl Iterator<Item = String> + '_ {
+        (0..self.slots).map(|i| self.slot_key(i)).chain(
+            self.rules
+                .iter()
+                .flat_map(|r| r.sets.iter().map(|s| s.overflow_key.clone())),
+        )
+    }
+
+    /// The first rule whose hosts and paths match the request.
+    pub fn match_rule(&self, headers: &HeaderSnapshot) -> Option<usize> {
+        let host = headers
+            .first_str(":authority")
+            .and_then(Result::ok)
+            .and_then(normalize_host)
+            .unwrap_or_default();
+        let path = headers
+            .first_str(":path")
+            .and_then(Result::ok)
+            .map(|p| split_path_query(p).0)
+            .unwrap_or("/");
+        self.rules.iter().position(|r| {
+            r.hosts.lookup(&host).is_some()
+                && (r.paths.is_empty() || r.paths.iter().any(|m| m.matches(path)))
+        })
+    }
+
+    /// Decides one request at `now` (ns since the Unix epoch).
+    pub fn evaluate<S: SharedStore + ?Sized>(
+        &self,
+        store: &mut S,
+        now: u64,
+        req: &RequestInfo,
+    ) -> Evaluation {
+        let Some(ri) = self.match_rule(req.headers) else {
+            return Evaluation::plain(None, Outcome::NotLimited);
+        };
+        let Some(rule) = self.rules.get(ri) else {
+            return Evaluation::plain(None, Outcome::NotLimited);
+        };
+        // The plan picks the limit set.
+        let plan_value = req.headers.first(&self.plan_header);
+        let set_index = rule
+            .sets
+            .iter()
+            .position(|s| s.plan.is_some() && s.plan.as_deref().map(str::as_bytes) == plan_value)
+            .unwrap_or(rule.default_set);
+        let Some(set) = rule.sets.get(set_index) else {
+            return Evaluation::plain(Some(ri), Outcome::NotLimited);
+        };
+        // The bucket key: rule, plan, descriptor parts.
+        let mut key = Vec::with_capacity(64);
+        push_field(&mut key, b'r', Some(rule.name.as_bytes()));
+        push_field(&mut key, b'p', set.plan.as_deref().map(str::as_bytes));
+        for (j, part) in rule.descriptor.iter().enumerate() {
+            let value = part_value(part, &self.sources, req);
+            if value.is_none() {
+                match rule.on_missing {
+                    OnMissing::Shared => {}
+                    OnMissing::Skip => return Evaluation::plain(Some(ri), Outcome::NotLimited),
+                    OnMissing::Reject => {
+                        let mut e = Evaluation::plain(Some(ri), Outcome::MissingKey);
+                        e.reply = Some(Reply {
+                            status: self.reject_status,
+                            headers: vec![(
+                                "content-type".to_string(),
+                                "application/json".to_string(),
+                            )],
+                            body: error_body(
+                                "missing_rate_limit_key",
+                                "the request lacks what this route is rate limited by",
+                                request_id(req.headers),
+                            ),
+                        });
+                        return e;
+                    }
+                }
+            }
+            push_field(
+                &mut key,
+                u8::try_from(j).unwrap_or(u8::MAX),
+                value.as_deref(),
+            );
+        }
+        let slot = hash64(&self.seed, 1, &key) % u64::from(self.slots.max(1));
+        let target = Target {
+            slot_key: self.slot_key(u32::try_from(slot).unwrap_or(0)),
+            overflow_key: set.overflow_key.clone(),
+            fingerprint: hash64(&self.seed, 2, &key) | 1,
+            overflow_fingerprint: set.overflow_fingerprint,
+        };
+        let checked = check(store, &target, &set.specs, now, self.cas_retries);
+        self.answer(ri, set, checked, req.headers)
+    }
+
+    fn answer(
+        &self,
+        ri: usize,
+        set: &LimitSet,
+        checked: Checked,
+        headers: &HeaderSnapshot,
+    ) -> Evaluation {
+        match checked {
+            Checked::Allowed { status, trace } => Evaluation {
+                rule: Some(ri),
+                outcome: Outcome::Allowed,
+                reply: None,
+                response_ops: rate_headers(self.headers, &set.specs, &status)
+                    .into_iter()
+                    .map(|(k, v)| HeaderOp::Set(k, v))
+                    .collect(),
+                trace,
+            },
+            Checked::Limited {
+                retry_after,
+                status,
+                trace,
+            } => {
+                let hs = rate_headers(self.headers, &set.specs, &status);
+                if self.shadow {
+                    return Evaluation {
+                        rule: Some(ri),
+                        outcome: Outcome::ShadowLimited,
+                        reply: None,
+                        response_ops: hs.into_iter().map(|(k, v)| HeaderOp::Set(k, v)).collect(),
+                        trace,
+                    };
+                }
+                Evaluation {
+                    rule: Some(ri),
+                    outcome: Outcome::Limited,
+                    reply: Some(self.limited_reply(
+                        retry_after,
+                        hs,
+                        "rate_limited",
+                        "too many requests",
+                        headers,
+                    )),
+                    response_ops: Vec::new(),
+                    trace,
+                }
+            }
+            Checked::Failed { reason, trace } => {
+                let denied = self.on_store_failure == FailureMode::Deny && !self.shadow;
+                Evaluation {
+                    rule: Some(ri),
+                    outcome: Outcome::Failed { denied, reason },
+                    reply: denied.then(|| {
+                        self.limited_reply(
+                            1,
+                            Vec::new(),
+                            "rate_limit_unavailable",
+                            "the rate limit state is unavailable",
+                            headers,
+                        )
+                    }),
+                    response_ops: Vec::new(),
+                    trace,
+                }
+            }
+        }
+    }
+
+    fn limited_reply(
+        &self,
+        retry_after: u64,
+        mut hs: Vec<(String, String)>,
+        code: &str,
+        message: &str,
+        headers: &HeaderSnapshot,
+    ) -> Reply {
+        hs.push(("retry-after".to_string(), retry_after.to_string()));
+        hs.push(("content-type".to_string(), "application/json".to_string()));
+        Reply {
+            status: self.status,
+            headers: hs,
+            body: error_body(code, message, request_id(headers)),
+        }
+    }
+}
+
+/// The request id for error bodies, when it is a sane token.
+pub fn request_id(headers: &HeaderSnapshot) -> Option<&str> {
+    let id = headers.first_str("x-request-id")?.ok()?;
+    (!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())).then_some(id)
+}
+
+/// The rate-limit response headers in the configured style.
+///
+/// - `x_ratelimit`: the most restrictive limit (fewest remaining):
+///   `x-ratelimit-limit` (its burst), `x-ratelimit-remaining`,
+///   `x-ratelimit-reset` (seconds until its bucket is full again).
+/// - `ietf`: every limit, `RateLimit-Policy: "<name>";q=<burst>;w=<secs>`
+///   (w = seconds a drained bucket takes to refill) and
+///   `RateLimit: "<name>";r=<remaining>;t=<reset secs>`.
+pub fn rate_headers(
+    style: HeaderStyle,
+    specs: &[LimitSpec],
+    status: &[LimitStatus],
+) -> Vec<(String, String)> {
+    match style {
+        HeaderStyle::None => Vec::new(),
+        HeaderStyle::XRatelimit => match most_restrictive(status) {
+            Some(s) => vec![
+                ("x-ratelimit-limit".to_string(), s.limit.to_string()),
+                ("x-ratelimit-remaining".to_string(), s.remaining.to_string()),
+                ("x-ratelimit-reset".to_string(), s.reset.to_string()),
+            ],
+            None => Vec::new(),
+        },
+        HeaderStyle::Ietf => {
+            let policy: Vec<String> = specs
+                .iter()
+                .zip(status)
+                .map(|(sp, st)| format!("\"{}\";q={};w={}", sp.name, st.limit, st.window))
+                .collect();
+            let current: Vec<String> = specs
+                .iter()
+                .zip(status)
+                .map(|(sp, st)| format!("\"{}\";r={};t={}", sp.name, st.remaining, st.reset))
+                .collect();
+            vec![
+                ("ratelimit-policy".to_string(), policy.join(", ")),
+                ("ratelimit".to_string(), current.join(", ")),
+            ]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gcra::NANOS;
+    use crate::table::{ensure_keys, MemoryStore};
+    use gatehouse_core::parse_config;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const T0: u64 = 1_700_000_000 * NANOS;
+
+    fn engine(json: &str) -> (Engine, MemoryStore) {
+        let cfg: Config = parse_config(json.as_bytes()).unwrap();
+        let e = Engine::new(&cfg).unwrap();
+        let mut s = MemoryStore::new();
+        ensure_keys(&mut s, e.all_keys()).unwrap();
+        (e, s)
+    }
+
+    fn req<'a>(pairs: &[(&'a str, &'a str)]) -> HeaderSnapshot {
+        let mut v = pairs.to_vec();
+        for (k, d) in [
+            (":method", "GET"),
+            (":authority", "api.example.com"),
+            (":path", "/api/x"),
+        ] {
+            if !pairs.iter().any(|(p, _)| *p == k) {
+                v.push((k, d));
+            }
+        }
+        HeaderSnapshot::from_pairs(v)
+    }
+
+    fn eval(e: &Engine, s: &mut MemoryStore, h: &HeaderSnapshot, now: u64) -> Evaluation {
+        e.evaluate(
+            s,
+            now,
+            &RequestInfo {
+                headers: h,
+                source_address: Some(b"192.0.2.7:4000"),
+            },
+        )
+    }
+
+    fn header<'a>(ops: &'a [HeaderOp], name: &str) -> Option<&'a str> {
+        ops.iter().find_map(|op| match op {
+            HeaderOp::Set(k, v) if k == name => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
+    fn reply_header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    const BASIC: &str = r#"{"slots": 64, "rules": [{"name": "api", "descriptor": ["client_id"],
+        "limits": [{"rate": 3, "per": "hour"}]}]}"#;
+
+    #[test]
+    fn limits_per_client_with_headers_and_429() {
+        let (e, mut s) = engine(BASIC);
+        assert_eq!(e.all_keys().count(), 65);
+        let alice = req(&[("x-client-id", "alice"), ("x-request-id", "rid-1")]);
+        let bob = req(&[("x-client-id", "bob")]);
+        for i in 0..3u64 {
+            let ev = eval(&e, &mut s, &alice, T0);
+            assert_eq!(ev.outcome, Outcome::Allowed);
+            assert_eq!(header(&ev.response_ops, "x-ratelimit-limit"), Some("3"));
+            assert_eq!(
+                header(&ev.response_ops, "x-ratelimit-remaining"),
+                Some((2 - i).to_string().as_str())
+            );
+            assert_eq!(
+                header(&ev.response_ops, "x-ratelimit-reset"),
+                Some(((i + 1) * 1200).to_string().as_str())
+            );
+        }
+        let ev = eval(&e, &mut s, &alice, T0);
+        assert_eq!(ev.outcome, Outcome::Limited);
+        let r = ev.reply.unwrap();
+        assert_eq!(r.status, 429);
+        assert_eq!(reply_header(&r, "retry-after"), Some("1200"));
+        assert_eq!(reply_header(&r, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(reply_header(&r, "x-ratelimit-reset"), Some("3600"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "rate_limited");
+        assert_eq!(body["request_id"], "rid-1");
+        // Bob is independent.
+        assert_eq!(eval(&e, &mut s, &bob, T0).outcome, Outcome::Allowed);
+    }
+
+    #[test]
+    fn ietf_headers_list_every_limit() {
+        let (e, mut s) = engine(
+            r#"{"headers": "ietf", "slots": 8, "rules": [{"descriptor": ["client_id"],
+            "limits": [{"name": "burst", "rate": 2, "per": "second"},
+                       {"name": "daily", "rate": 1000, "per": "day", "burst": 100}]}]}"#,
+        );
+        let ev = eval(&e, &mut s, &req(&[("x-client-id", "a")]), T0);
+        assert_eq!(
+            header(&ev.response_ops, "ratelimit-policy"),
+            Some(r#""burst";q=2;w=1, "daily";q=100;w=8640"#)
+        );
+        assert_eq!(
+            header(&ev.response_ops, "ratelimit"),
+            Some(r#""burst";r=1;t=1, "daily";r=99;t=87"#)
+        );
+        let (e, mut s) = engine(
+            r#"{"headers": "none", "slots": 8, "rules": [{"limits": [{"rate": 1, "per": "second"}]}]}"#,
+        );
+        let ev = eval(&e, &mut s, &req(&[]), T0);
+        assert!(ev.response_ops.is_empty());
+        let ev = eval(&e, &mut s, &req(&[]), T0);
+        let r = ev.reply.unwrap();
+        assert_eq!(r.headers.len(), 2, "{:?}", r.headers);
+        assert_eq!(reply_header(&r, "retry-after"), Some("1"));
+    }
+
+    #[test]
+    fn plans_pick_limit_sets() {
+        let (e, mut s) = engine(
+            r#"{"slots": 64, "rules": [{"descriptor": ["client_id"], "default_plan": "free",
+            "plans": {"free": [{"rate": 2, "per": "hour"}], "gold": [{"rate": 5, "per": "hour"}]}}]}"#,
+        );
+        let count = |s: &mut MemoryStore, h: &HeaderSnapshot| {
+            (0..10)
+                .filter(|_| eval(&e, s, h, T0).outcome == Outcome::Allowed)
+                .count()
+        };
+        assert_eq!(
+            count(
+                &mut s,
+                &req(&[("x-client-id", "a"), ("x-client-plan", "gold")])
+            ),
+            5
+        );
+        assert_eq!(
+            count(
+                &mut s,
+                &req(&[("x-client-id", "b"), ("x-client-plan", "free")])
+            ),
+            2
+        );
+        assert_eq!(count(&mut s, &req(&[("x-client-id", "c")])), 2);
+        assert_eq!(
+            count(
+                &mut s,
+                &req(&[("x-client-id", "d"), ("x-client-plan", "platinum")])
+            ),
+            2
+        );
+        // Same client, other plan: other bucket.
+        assert_eq!(
+            count(
+                &mut s,
+                &req(&[("x-client-id", "b"), ("x-client-plan", "gold")])
+            ),
+            5
+        );
+    }
+
+    #[test]
+    fn missing_parts_shared_skip_reject() {
+        let cfg = |mode: &str| {
+            format!(
+                r#"{{"slots": 64, "rules": [{{"descriptor": ["client_id"], "on_missing": "{mode}",
+                "limits": [{{"rate": 2, "per": "hour"}}]}}]}}"#
+            )
+        };
+        let anon = req(&[]);
+        let (e, mut s) = engine(&cfg("shared"));
+        assert_eq!(eval(&e, &mut s, &anon, T0).outcome, Outcome::Allowed);
+        assert_eq!(
+            eval(&e, &mut s, &req(&[("x-client-id", "")]), T0).outcome,
+            Outcome::Allowed
+        );
+        assert_eq!(eval(&e, &mut s, &anon, T0).outcome, Outcome::Limited);
+        let (e, mut s) = engine(&cfg("skip"));
+        for _ in 0..5 {
+            let ev = eval(&e, &mut s, &anon, T0);
+            assert_eq!(ev.outcome, Outcome::NotLimited);
+            assert!(ev.response_ops.is_empty());
+        }
+        let (e, mut s) = engine(&cfg("reject"));
+        let ev = eval(&e, &mut s, &anon, T0);
+        assert_eq!(ev.outcome, Outcome::MissingKey);
+        assert_eq!(ev.reply.unwrap().status, 403);
+    }
+
+    #[test]
+    fn rules_scoped_by_host_and_path_first_match_wins() {
+        let (e, mut s) = engine(
+            r#"{"slots": 64, "rules": [
+              {"name": "admin", "hosts": ["api.example.com"], "paths": [{"segment_prefix": "/admin"}],
+               "limits": [{"rate": 1, "per": "hour"}]},
+              {"name": "wild", "hosts": ["*.example.com"], "limits": [{"rate": 2, "per": "hour"}]}
+            ]}"#,
+        );
+        let h = |host: &str, path: &str| {
+            HeaderSnapshot::from_pairs([(":authority", host), (":path", path), (":method", "GET")])
+        };
+        assert_eq!(e.match_rule(&h("api.example.com", "/admin/x")), Some(0));
+        assert_eq!(e.match_rule(&h("API.example.com:443", "/admin?x")), Some(0));
+        assert_eq!(e.match_rule(&h("api.example.com", "/adminx")), Some(1));
+        assert_eq!(e.match_rule(&h("www.example.com", "/admin")), Some(1));
+        assert_eq!(e.match_rule(&h("example.org", "/")), None);
+        let ev = eval(&e, &mut s, &h("example.org", "/"), T0);
+        assert_eq!(ev.outcome, Outcome::NotLimited);
+        assert!(ev.response_ops.is_empty());
+        assert_eq!(eval(&e, &mut s, &h("a.example.com", "/"), T0).rule, Some(1));
+    }
+
+    #[test]
+    fn descriptor_mixes_parts() {
+        let (e, mut s) = engine(
+            r#"{"slots": 1024, "client_address": {"from": "x_forwarded_for", "trusted_hops": 1},
+            "rules": [{"descriptor": ["client_address", "method", {"path_prefix": 1}, {"header": "x-tenant"}],
+            "limits": [{"rate": 1, "per": "hour"}]}]}"#,
+        );
+        assert!(!e.needs_source_address());
+        let base = [
+            ("x-forwarded-for", "203.0.113.9, 10.0.0.1"),
+            ("x-tenant", "t1"),
+        ];
+        let ok = |s: &mut MemoryStore, extra: &[(&str, &str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            eval(&e, s, &req(&v), T0).outcome == Outcome::Allowed
+        };
+        assert!(ok(&mut s, &[]));
+        assert!(!ok(&mut s, &[]));
+        // A different path prefix, method or tenant is another bucket; the
+        // part of the path past the prefix is not.
+        assert!(ok(&mut s, &[(":path", "/other")]));
+        assert!(!ok(&mut s, &[(":path", "/other/deeper")]));
+        assert!(ok(&mut s, &[(":method", "POST")]));
+        let mut v = base.to_vec();
+        v[1] = ("x-tenant", "t2");
+        assert_eq!(eval(&e, &mut s, &req(&v), T0).outcome, Outcome::Allowed);
+        // Another trusted-proxy hop in front is the same client.
+        let v = [
+            ("x-forwarded-for", "1.1.1.1, 203.0.113.9, 10.0.0.1"),
+            ("x-tenant", "t1"),
+        ];
+        assert_eq!(eval(&e, &mut s, &req(&v), T0).outcome, Outcome::Limited);
+    }
+
+    #[test]
+    fn shadow_mode_never_rejects() {
+        let (e, mut s) = engine(
+            r#"{"shadow": true, "slots": 8, "rules": [{"limits": [{"rate": 1, "per": "hour"}]}]}"#,
+        );
+        assert_eq!(eval(&e, &mut s, &req(&[]), T0).outcome, Outcome::Allowed);
+        let ev = eval(&e, &mut s, &req(&[]), T0);
+        assert_eq!(ev.outcome, Outcome::ShadowLimited);
+        assert!(ev.reply.is_none());
+        assert_eq!(header(&ev.response_ops, "x-ratelimit-remaining"), Some("0"));
+    }
+
+    #[test]
+    fn store_failure_open_or_closed() {
+        let (e, mut s) = engine(BASIC);
+        s.fail_get = true;
+        let ev = eval(&e, &mut s, &req(&[("x-client-id", "a")]), T0);
+        assert_eq!(
+            ev.outcome,
+            Outcome::Failed {
+                denied: false,
+                reason: FailReason::Store
+            }
+        );
+        assert!(ev.reply.is_none());
+        let closed = BASIC.replacen('{', r#"{"on_store_failure": "deny", "#, 1);
+        let (e, mut s) = engine(&closed);
+        s.fail_set = true;
+        let ev = eval(&e, &mut s, &req(&[("x-client-id", "a")]), T0);
+        assert!(matches!(ev.outcome, Outcome::Failed { denied: true, .. }));
+        let r = ev.reply.unwrap();
+        assert_eq!(r.status, 429);
+        assert_eq!(reply_header(&r, "retry-after"), Some("1"));
+    }
+
+    #[test]
+    fn window_longer_than_a_year_is_refused() {
+        let e = parse_config::<Config>(
+            br#"{"rules": [{"limits": [{"rate": 1, "per": "day", "burst": 400}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "rules[0].limits[0].burst");
+        assert!(parse_config::<Config>(
+            br#"{"rules": [{"limits": [{"rate": 1, "per": "day", "burst": 300}]}]}"#,
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn request_id_is_sanitized() {
+        let h = HeaderSnapshot::from_pairs([("x-request-id", "a b")]);
+        assert_eq!(request_id(&h), None);
+        let h = HeaderSnapshot::from_pairs([("x-request-id", "abc-1")]);
+        assert_eq!(request_id(&h), Some("abc-1"));
+    }
+}

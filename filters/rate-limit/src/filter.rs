@@ -1,0 +1,277 @@
+//! The proxy-wasm adapter: Envoy shared data as the [`SharedStore`], the
+//! request headers and `source.address` into [`Engine::evaluate`], the
+//! answer back out (local reply, or rate-limit headers on the upstream's
+//! response), and the counters.
+
+use crate::config::Config;
+use crate::engine::{Engine, Outcome};
+use crate::key::RequestInfo;
+use crate::table::{ensure_keys, SetResult, SharedStore, StoreError};
+use gatehouse_core::{Clock, HeaderOp};
+use gatehouse_proxy::{Counter, HostClock};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::ptr::{null, null_mut};
+use std::rc::Rc;
+
+pub const FILTER: &str = "rate-limit";
+
+// The shared-data host calls, declared here with a plain `u32` status: the
+// SDK's wrappers `panic!` on any status they do not expect, which would trap
+// the VM. Here every status is an answer.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    #[link_name = "proxy_get_shared_data"]
+    fn gh_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    #[link_name = "proxy_set_shared_data"]
+    fn gh_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+}
+
+const STATUS_OK: u32 = 0;
+const STATUS_NOT_FOUND: u32 = 1;
+const STATUS_CAS_MISMATCH: u32 = 8;
+
+/// Envoy's process-wide shared data (all workers of this VM id).
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the host writes a buffer it allocated through this
+        // module's `proxy_on_memory_allocate` (a Rust allocation of `size`
+        // bytes), exactly as the SDK's own wrapper assumes.
+        let status =
+            unsafe { gh_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+        match status {
+            STATUS_OK if data.is_null() => Ok(Some((Vec::new(), cas))),
+            STATUS_OK => {
+                // SAFETY: see above; ownership passes to us.
+                let v = unsafe { Vec::from_raw_parts(data, size, size) };
+                Ok(Some((v, cas)))
+            }
+            STATUS_NOT_FOUND => Ok(None),
+            _ => Err(StoreError),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> SetResult {
+        let ptr = if value.is_empty() {
+            null()
+        } else {
+            value.as_ptr()
+        };
+        // SAFETY: plain reads of the two buffers for their lengths.
+        let status = unsafe { gh_set_shared_data(key.as_ptr(), key.len(), ptr, value.len(), cas) };
+        match status {
+            STATUS_OK => SetResult::Ok,
+            STATUS_CAS_MISMATCH => SetResult::CasMismatch,
+            _ => SetResult::Error,
+        }
+    }
+}
+
+struct Counters {
+    allowed: Counter,
+    limited: Counter,
+    shadow_limited: Counter,
+    failures: Counter,
+}
+
+impl Counters {
+    fn define(prefix: &str) -> Counters {
+        let c = |n: &str| Counter::define(&format!("{prefix}.{n}"));
+        Counters {
+            allowed: c("allowed"),
+            limited: c("limited"),
+            shadow_limited: c("shadow_limited"),
+            failures: c("failures"),
+        }
+    }
+}
+
+struct Metrics {
+    all: Counters,
+    per_rule: Vec<Counters>,
+    missing_key: Counter,
+    overflow: Counter,
+    takeovers: Counter,
+    cas_conflicts: Counter,
+}
+
+/// State shared by the HTTP contexts of one root (one per worker).
+struct Shared {
+    engine: Engine,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Ok(config) =
+            gatehouse_proxy::load_config::<Config>(FILTER, gatehouse_proxy::plugin_configuration())
+        else {
+            return false;
+        };
+        let engine = match Engine::new(&config) {
+            Ok(e) => e,
+            Err(err) => {
+                log::error!("gatehouse {FILTER}: invalid configuration: {err}");
+                return false;
+            }
+        };
+        // Create every slot now (existing ones, e.g. live buckets across a
+        // reload, are kept): the table never grows with traffic.
+        match ensure_keys(&mut HostStore, engine.all_keys()) {
+            Ok(created) => log::info!(
+                "gatehouse {FILTER}: slot table `{}` ready ({} slots, {created} keys created)",
+                engine.table,
+                engine.slots
+            ),
+            Err(StoreError) => {
+                log::error!("gatehouse {FILTER}: cannot create the slot table in shared data");
+                return false;
+            }
+        }
+        let base = "gatehouse.rate_limit";
+        let metrics = Metrics {
+            all: Counters::define(base),
+            per_rule: engine
+                .rules
+                .iter()
+                .map(|r| Counters::define(&format!("{base}.rule.{}", r.name)))
+                .collect(),
+            missing_key: Counter::define(&format!("{base}.missing_key")),
+            overflow: Counter::define(&format!("{base}.overflow")),
+            takeovers: Counter::define(&format!("{base}.slot_takeovers")),
+            cas_conflicts: Counter::define(&format!("{base}.cas_conflicts")),
+        };
+        self.shared = Some(Rc::new(Shared { engine, metrics }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(RateLimit {
+            shared,
+            response_ops: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct RateLimit {
+    shared: Rc<Shared>,
+    /// Rate-limit headers for the upstream's response.
+    response_ops: Vec<HeaderOp>,
+}
+
+impl Context for RateLimit {}
+
+impl HttpContext for RateLimit {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let s = &self.shared;
+        let headers = gatehouse_proxy::request_headers();
+        let source = if s.engine.needs_source_address() {
+            gatehouse_proxy::property(&["source", "address"])
+        } else {
+            None
+        };
+        let req = RequestInfo {
+            headers: &headers,
+            source_address: source.as_deref(),
+        };
+        let ev = s
+            .engine
+            .evaluate(&mut HostStore, HostClock.now_unix_nanos(), &req);
+        let m = &s.metrics;
+        let rule = ev.rule.and_then(|i| m.per_rule.get(i));
+        let rule_name = ev
+            .rule
+            .and_then(|i| s.engine.rules.get(i))
+            .map_or("", |r| r.name.as_str());
+        let count = |pick: fn(&Counters) -> &Counter| {
+            pick(&m.all).inc();
+            if let Some(r) = rule {
+                pick(r).inc();
+            }
+        };
+        match ev.outcome {
+            Outcome::NotLimited => {}
+            Outcome::Allowed => count(|c| &c.allowed),
+            Outcome::Limited => count(|c| &c.limited),
+            Outcome::ShadowLimited => {
+                count(|c| &c.shadow_limited);
+                log::info!("gatehouse {FILTER}: shadow: rule `{rule_name}` would limit a request");
+            }
+            Outcome::MissingKey => m.missing_key.inc(),
+            Outcome::Failed { denied, reason } => {
+                count(|c| &c.failures);
+                log::warn!(
+                    "gatehouse {FILTER}: rule `{rule_name}`: shared state unavailable ({reason:?}); request {}",
+                    if denied { "denied" } else { "allowed" }
+                );
+            }
+        }
+        if ev.trace.overflow {
+            m.overflow.inc();
+        }
+        if ev.trace.took_over {
+            m.takeovers.inc();
+        }
+        for _ in 0..ev.trace.conflicts {
+            m.cas_conflicts.inc();
+        }
+        if let Some(reply) = ev.reply {
+            let hs: Vec<(&str, &str)> = reply
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            gatehouse_proxy::send_local_reply(reply.status, &hs, reply.body.as_bytes());
+            return Action::Pause;
+        }
+        self.response_ops = ev.response_ops;
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if !self.response_ops.is_empty() {
+            gatehouse_proxy::apply_response_ops(&self.response_ops);
+        }
+        Action::Continue
+    }
+}
+
+/// Root context factory (also used by the combined gatehouse.wasm module).
+pub fn new_root(_context_id: u32) -> Box<dyn RootContext> {
+    Box::new(Root::default())
+}
+
+#[cfg(not(feature = "no-entry"))]
+proxy_wasm::main! {{
+    gatehouse_proxy::init_logging();
+    proxy_wasm::set_root_context(new_root);
+}}

@@ -1,0 +1,572 @@
+//! rate-limit end to end, in real Envoy: exactness across 4 worker threads
+//! (one key, two keys at once), refill and the `retry-after` / reset values,
+//! per-plan limits, IETF headers on every response of a limited route
+//! (upstream failures included), missing-key rules, `x-forwarded-for` hops,
+//! shadow mode with `source.address`, a flood of 100,000 distinct keys, and
+//! refused configurations.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use gatehouse_e2e::client::parse_response;
+use gatehouse_e2e::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn rate_limit(config: Value) -> WasmFilter {
+    WasmFilter::new("rate-limit", config)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Sends every request at once, each on its own connection: all
+/// connections are opened first (Envoy spreads them over its workers), then
+/// every request is written after one barrier.
+fn burst(port: u16, reqs: Vec<Request>) -> Vec<Response> {
+    runtime().block_on(async move {
+        let n = reqs.len();
+        let barrier = Arc::new(tokio::sync::Barrier::new(n));
+        let mut tasks = Vec::with_capacity(n);
+        for req in reqs {
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect to Envoy");
+                barrier.wait().await;
+                s.write_all(&req.to_h1_bytes()).await.expect("send");
+                let mut buf = Vec::new();
+                tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+                    .await
+                    .expect("answer in time")
+                    .expect("read");
+                parse_response(&buf).expect("a valid HTTP/1.1 response")
+            }));
+        }
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+}
+
+fn client(id: &str) -> Request {
+    Request::get("/api/items").header("x-client-id", id)
+}
+
+fn statuses(rs: &[Response]) -> BTreeMap<u16, usize> {
+    let mut m = BTreeMap::new();
+    for r in rs {
+        *m.entry(r.status).or_default() += 1;
+    }
+    m
+}
+
+/// Per-worker connection counts of the plain listener, from Envoy's stats
+/// (`listener.127.0.0.1_0.worker_<n>.downstream_cx_total`: the listener's
+/// stat name carries the configured port, 0).
+fn connections_per_worker(envoy: &Envoy) -> BTreeMap<String, u64> {
+    envoy
+        .stats()
+        .into_iter()
+        .filter(|(k, _)| {
+            k.starts_with("listener.127.0.0.1_")
+                && k.contains(".worker_")
+                && k.ends_with(".downstream_cx_total")
+        })
+        .collect()
+}
+
+/// Workers that accepted connections between two snapshots.
+fn busy_workers(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> usize {
+    after
+        .iter()
+        .filter(|(k, v)| **v > before.get(*k).copied().unwrap_or(0))
+        .count()
+}
+
+fn header_u64(r: &Response, name: &str) -> u64 {
+    r.header(name)
+        .unwrap_or_else(|| panic!("no `{name}` on {} {:?}", r.status, r.headers))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn exact_across_four_workers_for_one_key_and_for_two_keys_at_once() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .concurrency(4)
+            .filter(rate_limit(json!({
+                "slots": 1024,
+                "rules": [{"name": "api", "descriptor": ["client_id"],
+                           "limits": [{"rate": 20, "per": "hour"}]}]
+            }))),
+    );
+
+    // One key: 100 requests at once over 100 connections, exactly 20 pass.
+    let w0 = connections_per_worker(&envoy);
+    let rs = burst(envoy.http_port, (0..100).map(|_| client("alice")).collect());
+    let by_status = statuses(&rs);
+    assert_eq!(by_status.get(&200), Some(&20), "{by_status:?}");
+    assert_eq!(by_status.get(&429), Some(&80), "{by_status:?}");
+    // Each admitted request saw a different "remaining": 19, 18, ... 0.
+    let remaining: BTreeSet<u64> = rs
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| header_u64(r, "x-ratelimit-remaining"))
+        .collect();
+    assert_eq!(remaining, (0..20).collect::<BTreeSet<u64>>());
+    for r in &rs {
+        assert_eq!(header_u64(r, "x-ratelimit-limit"), 20);
+        if r.status == 429 {
+            assert_eq!(header_u64(r, "x-ratelimit-remaining"), 0);
+            assert!(header_u64(r, "retry-after") >= 1);
+            assert_eq!(r.json()["error"], "rate_limited");
+        } else {
+            assert_eq!(r.echo().header("x-client-id"), Some("alice"));
+        }
+    }
+    let w1 = connections_per_worker(&envoy);
+    eprintln!("connections per worker after the first burst: {w1:?}");
+    assert_eq!(w1.len(), 4, "{w1:?}");
+    assert!(
+        busy_workers(&w0, &w1) >= 3,
+        "connections were not spread: {w1:?}"
+    );
+
+    // Two keys at once, interleaved: exactly 20 each.
+    let reqs = (0..120)
+        .map(|i| client(if i % 2 == 0 { "bob" } else { "carol" }))
+        .collect();
+    let rs = burst(envoy.http_port, reqs);
+    for who in ["bob", "carol"] {
+        let ok = rs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| (i % 2 == 0) == (who == "bob") && r.status == 200)
+            .count();
+        assert_eq!(ok, 20, "{who}: {:?}", statuses(&rs));
+    }
+    assert_eq!(statuses(&rs).get(&429), Some(&80));
+    let w2 = connections_per_worker(&envoy);
+    assert!(
+        busy_workers(&w1, &w2) >= 3,
+        "connections were not spread: {w2:?}"
+    );
+    // Alice is still out, Bob and Carol did not touch her bucket.
+    assert_eq!(envoy.send_h1(&client("alice")).status, 429);
+    assert_eq!(envoy.send_h1(&client("dave")).status, 200);
+
+    assert_eq!(envoy.metric("gatehouse.rate_limit.allowed"), 61);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.limited"), 161);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.api.allowed"), 61);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.api.limited"), 161);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.failures"), 0);
+    eprintln!(
+        "connections per worker: {w2:?}; CAS conflicts retried: {}",
+        envoy.metric("gatehouse.rate_limit.cas_conflicts")
+    );
+}
+
+#[test]
+fn refill_is_consistent_with_retry_after_and_reset() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(rate_limit(json!({
+                "slots": 64,
+                "rules": [{"descriptor": ["client_id"],
+                           "limits": [{"rate": 20, "per": "minute", "burst": 2}]}]
+            }))),
+    );
+    // 20 per minute = one every 3 s, burst 2.
+    let send = || envoy.send_h1(&client("refill"));
+    let start = Instant::now();
+    for expected in [1, 0] {
+        let r = send();
+        assert_eq!(r.status, 200);
+        assert_eq!(header_u64(&r, "x-ratelimit-remaining"), expected);
+    }
+    let r = send();
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry = header_u64(&r, "retry-after");
+    assert!((1..=3).contains(&retry), "retry-after {retry}");
+    assert!(header_u64(&r, "x-ratelimit-reset") <= 6);
+    assert!(header_u64(&r, "x-ratelimit-reset") > retry);
+    if start.elapsed() < Duration::from_secs(1) {
+        assert_eq!(send().status, 429, "nothing refills before retry-after");
+    }
+
+    // After retry-after: one passes, the next does not.
+    std::thread::sleep(Duration::from_secs(retry));
+    let r = send();
+    assert_eq!(r.status, 200);
+    assert_eq!(header_u64(&r, "x-ratelimit-remaining"), 0);
+    let reset = header_u64(&r, "x-ratelimit-reset");
+    assert!((3..=6).contains(&reset), "reset {reset}");
+    assert_eq!(send().status, 429);
+
+    // After the reset time the whole burst is back, and no more.
+    std::thread::sleep(Duration::from_secs(reset));
+    let rs: Vec<u16> = (0..3).map(|_| send().status).collect();
+    assert_eq!(rs, vec![200, 200, 429]);
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn plans_scoped_rules_ietf_headers_on_every_response_and_missing_keys() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            // Nothing listens on port 1: the upstream fails with a 503.
+            .cluster("down", 1)
+            .routes(json!([
+                {"match": {"prefix": "/api/down"}, "route": {"cluster": "down"}},
+                {"match": {"prefix": "/"}, "route": {"cluster": "echo"}},
+            ]))
+            .filter(rate_limit(json!({
+                "slots": 256,
+                "headers": "ietf",
+                "client_address": {"from": "x_forwarded_for", "trusted_hops": 1},
+                "rules": [
+                    {"name": "api", "hosts": ["api.example.com"],
+                     "paths": [{"segment_prefix": "/api"}],
+                     "descriptor": ["client_id"],
+                     "default_plan": "free",
+                     "plans": {
+                        "free": [{"name": "free", "rate": 2, "per": "hour"}],
+                        "gold": [{"name": "gold-burst", "rate": 5, "per": "hour"},
+                                 {"name": "gold-daily", "rate": 100, "per": "day", "burst": 50}]
+                     }},
+                    {"name": "strict", "paths": [{"segment_prefix": "/strict"}],
+                     "descriptor": ["client_id"], "on_missing": "reject",
+                     "limits": [{"rate": 1, "per": "hour"}]},
+                    {"name": "optional", "paths": [{"segment_prefix": "/optional"}],
+                     "descriptor": ["client_id"], "on_missing": "skip",
+                     "limits": [{"rate": 1, "per": "hour"}]},
+                    {"name": "anon", "paths": [{"segment_prefix": "/anon"}],
+                     "descriptor": ["client_id"],
+                     "limits": [{"rate": 2, "per": "hour"}]},
+                    {"name": "by-ip", "paths": [{"segment_prefix": "/ip"}],
+                     "descriptor": ["client_address"],
+                     "limits": [{"rate": 1, "per": "hour"}]}
+                ]
+            }))),
+    );
+    let api = |id: &str, plan: Option<&str>| {
+        let mut r = Request::get("/api/x")
+            .host("api.example.com")
+            .header("x-client-id", id);
+        if let Some(p) = plan {
+            r = r.header("x-client-plan", p);
+        }
+        envoy.send_h1(&r)
+    };
+    let passed = |id: &str, plan: Option<&str>| {
+        (0..8)
+            .map(|_| api(id, plan))
+            .take_while(|r| r.status == 200)
+            .count()
+    };
+    assert_eq!(passed("f1", Some("free")), 2);
+    assert_eq!(passed("g1", Some("gold")), 5);
+    assert_eq!(passed("n1", None), 2, "no plan: the default plan");
+    assert_eq!(passed("u1", Some("platinum")), 2, "unknown plan: default");
+
+    // IETF fields, every limit of the set, on allowed and limited answers.
+    let r = api("g2", Some("gold"));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("ratelimit-policy"),
+        Some(r#""gold-burst";q=5;w=3600, "gold-daily";q=50;w=43200"#)
+    );
+    assert_eq!(
+        r.header("ratelimit"),
+        Some(r#""gold-burst";r=4;t=720, "gold-daily";r=49;t=864"#)
+    );
+    assert_eq!(r.header("x-ratelimit-limit"), None);
+    let r = api("f1", Some("free"));
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""free";q=2;w=3600"#));
+    assert!(r
+        .header("ratelimit")
+        .unwrap()
+        .starts_with(r#""free";r=0;t="#));
+    let id = r.json()["request_id"].as_str().unwrap().to_string();
+    assert!(!id.is_empty(), "the body carries Envoy's request id");
+
+    // Even when the upstream fails, the answer carries the headers.
+    let r = envoy.send_h1(
+        &Request::get("/api/down")
+            .host("api.example.com")
+            .header("x-client-id", "g3")
+            .header("x-client-plan", "gold"),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.header("ratelimit").unwrap().contains("r=4;"),
+        "{:?}",
+        r.headers
+    );
+
+    // Other hosts or paths: not limited, no headers.
+    let r = envoy.send_h1(&Request::get("/api/x").host("www.example.com"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit"), None);
+    let r = envoy.send_h1(&Request::get("/public").host("api.example.com"));
+    assert_eq!(r.header("ratelimit"), None);
+
+    // Missing client id: reject, skip, or one shared anonymous bucket.
+    let r = envoy.send_h1(&Request::get("/strict"));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "missing_rate_limit_key");
+    assert_eq!(
+        envoy
+            .send_h1(&Request::get("/strict").header("x-client-id", "s"))
+            .status,
+        200
+    );
+    for _ in 0..3 {
+        let r = envoy.send_h1(&Request::get("/optional"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit"), None);
+    }
+    let anon: Vec<u16> = (0..3)
+        .map(|_| envoy.send_h1(&Request::get("/anon")).status)
+        .collect();
+    assert_eq!(anon, vec![200, 200, 429]);
+
+    // x-forwarded-for with one trusted hop: the entry left of the last one.
+    let ip = |xff: &str| {
+        envoy
+            .send_h1(&Request::get("/ip").header("x-forwarded-for", xff))
+            .status
+    };
+    assert_eq!(ip("198.51.100.1, 10.0.0.9"), 200);
+    assert_eq!(
+        ip("198.51.100.1, 10.0.0.7"),
+        429,
+        "same client, other proxy"
+    );
+    assert_eq!(ip("6.6.6.6, 198.51.100.1, 10.0.0.9"), 429, "spoofed prefix");
+    assert_eq!(ip("198.51.100.2, 10.0.0.9"), 200, "another client");
+
+    assert_eq!(envoy.metric("gatehouse.rate_limit.missing_key"), 1);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.anon.limited"), 1);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.by-ip.allowed"), 2);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.failures"), 0);
+}
+
+#[test]
+fn shadow_mode_counts_and_logs_but_never_rejects() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(rate_limit(json!({
+                "shadow": true,
+                "slots": 64,
+                // Keyed by Envoy's source.address; a request without it would
+                // be refused, so every 200 proves the property was read.
+                "rules": [{"name": "peer", "descriptor": ["client_address"],
+                           "on_missing": "reject",
+                           "limits": [{"rate": 2, "per": "hour"}]}]
+            }))),
+    );
+    let rs: Vec<Response> = (0..5).map(|_| envoy.send_h1(&Request::get("/x"))).collect();
+    assert!(rs.iter().all(|r| r.status == 200), "{:?}", statuses(&rs));
+    assert_eq!(rs[4].header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(envoy.metric("gatehouse.rate_limit.allowed"), 2);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.shadow_limited"), 3);
+    assert_eq!(
+        envoy.metric("gatehouse.rate_limit.rule.peer.shadow_limited"),
+        3
+    );
+    assert_eq!(envoy.metric("gatehouse.rate_limit.limited"), 0);
+    assert!(envoy.wait_for_log(
+        "gatehouse rate-limit: shadow: rule `peer` would limit a request",
+        Duration::from_secs(5)
+    ));
+}
+
+/// Envoy's resident memory, from /proc.
+fn rss_kib(envoy: &Envoy) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", envoy.pid().unwrap())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Sends `total` requests with distinct client ids over `conns` keep-alive
+/// HTTP/1.1 connections (hyper), starting at id `first`; returns statuses.
+fn flood(port: u16, first: u64, total: u64, conns: u64, deadline: Instant) -> BTreeMap<u16, u64> {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    runtime().block_on(async move {
+        let mut tasks = Vec::new();
+        for c in 0..conns {
+            tasks.push(tokio::spawn(async move {
+                let mut counts: BTreeMap<u16, u64> = BTreeMap::new();
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let mut i = first + c;
+                while i < first + total {
+                    assert!(Instant::now() < deadline, "flood took too long");
+                    let req = hyper::Request::get("/flood")
+                        .header("host", "example.com")
+                        .header("x-client-id", format!("flood-{i}"))
+                        .body(Empty::<Bytes>::new())
+                        .unwrap();
+                    sender.ready().await.unwrap();
+                    let resp = sender.send_request(req).await.unwrap();
+                    let status = resp.status().as_u16();
+                    let _ = resp.into_body().collect().await.unwrap();
+                    *counts.entry(status).or_default() += 1;
+                    i += conns;
+                }
+                counts
+            }));
+        }
+        let mut all = BTreeMap::new();
+        for t in tasks {
+            for (k, v) in t.await.unwrap() {
+                *all.entry(k).or_default() += v;
+            }
+        }
+        all
+    })
+}
+
+#[test]
+fn flood_of_100k_distinct_keys_stays_bounded_and_keeps_active_state() {
+    const SLOTS: u64 = 4096;
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(rate_limit(json!({
+                "slots": SLOTS,
+                "rules": [{"name": "flood", "descriptor": ["client_id"],
+                           "limits": [{"rate": 5, "per": "hour"}]}]
+            }))),
+    );
+    // The active client uses 3 of its 5.
+    let victim = || envoy.send_h1(&Request::get("/flood").header("x-client-id", "victim"));
+    for _ in 0..3 {
+        assert_eq!(victim().status, 200);
+    }
+    // Warm-up (connections, first allocations), then measure.
+    flood(
+        envoy.http_port,
+        1_000_000,
+        2_000,
+        8,
+        Instant::now() + Duration::from_secs(30),
+    );
+    let before = rss_kib(&envoy);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(75);
+    let first = flood(envoy.http_port, 0, 50_000, 8, deadline);
+    let middle = rss_kib(&envoy);
+    let second = flood(envoy.http_port, 50_000, 50_000, 8, deadline);
+    let after = rss_kib(&envoy);
+    let took = started.elapsed();
+    eprintln!(
+        "flood: 100000 keys in {took:?}; statuses {first:?} + {second:?}; \
+         RSS KiB before {before}, after 50k {middle}, after 100k {after}; \
+         takeovers {}, overflow {}",
+        envoy.metric("gatehouse.rate_limit.slot_takeovers"),
+        envoy.metric("gatehouse.rate_limit.overflow"),
+    );
+    let total: u64 = first.values().chain(second.values()).sum();
+    assert_eq!(total, 100_000);
+    // Bounded by design: at most SLOTS keys ever own a slot; every other key
+    // met an active owner and was counted in the shared overflow bucket
+    // (5 per hour), so almost all of the flood is refused.
+    let allowed = first.get(&200).copied().unwrap_or(0) + second.get(&200).copied().unwrap_or(0);
+    assert!(allowed <= SLOTS + 5, "allowed {allowed}");
+    assert!(envoy.metric("gatehouse.rate_limit.slot_takeovers") <= SLOTS);
+    assert!(envoy.metric("gatehouse.rate_limit.overflow") >= 100_000 - SLOTS);
+    // Memory: the slots were created at start-up (README: at most ~330 bytes
+    // each, 1.3 MiB here); the flood adds no keys. Envoy's RSS may move a
+    // little with allocator and V8 heap noise, not with the key count.
+    assert!(
+        after.saturating_sub(before) < 16 * 1024,
+        "RSS grew {} KiB over the flood",
+        after - before
+    );
+    assert!(
+        after.saturating_sub(middle) < 8 * 1024,
+        "RSS kept growing with the key count: {middle} -> {after} KiB"
+    );
+    // The active client kept its state: exactly 2 more.
+    let rest: Vec<u16> = (0..3).map(|_| victim().status).collect();
+    assert_eq!(rest, vec![200, 200, 429]);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.failures"), 0);
+}
+
+#[test]
+fn bad_configs_are_refused_with_the_field_named() {
+    let cases = [
+        (
+            json!({"rules": [{"limits": [{"rate": 0, "per": "second"}]}]}),
+            "field `rules[0].limits[0].rate`",
+        ),
+        (
+            json!({"rules": [{"limits": [{"rate": -3, "per": "minute"}]}]}),
+            "field `rules[0].limits[0].rate`",
+        ),
+        (
+            json!({"rules": [{"limits": [{"rate": 5, "per": "minute", "burst": 0}]}]}),
+            "field `rules[0].limits[0].burst`",
+        ),
+        (
+            json!({"rules": [{"descriptor": ["client_id", "cookie"],
+                              "limits": [{"rate": 5, "per": "minute"}]}]}),
+            "field `rules[0].descriptor[1]`",
+        ),
+    ];
+    for (config, needle) in cases {
+        let f = Envoy::try_start(
+            &EnvoyConfig::new()
+                .cluster("echo", 1)
+                .concurrency(1)
+                .filter(rate_limit(config.clone())),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("Envoy accepted {config}"));
+        let line = f
+            .log
+            .lines()
+            .find(|l| l.contains("gatehouse rate-limit: invalid configuration"))
+            .unwrap_or_else(|| panic!("no log line for {config}:\n{}", f.log));
+        assert!(line.contains(needle), "{needle} not in: {line}");
+    }
+}
