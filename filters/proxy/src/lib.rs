@@ -37,6 +37,9 @@ pub fn load_config<T: DeserializeOwned + Validate>(
 
 /// The plugin configuration bytes, as the root context receives them.
 pub fn plugin_configuration() -> Option<Vec<u8>> {
+    if let Some(bytes) = fused::config_override() {
+        return Some(bytes);
+    }
     hostcalls::get_buffer(
         proxy_wasm::types::BufferType::PluginConfiguration,
         0,
@@ -56,9 +59,16 @@ fn snapshot(map: MapType) -> HeaderSnapshot {
     }
 }
 
-/// All request headers (pseudo-headers included), one host call.
+/// All request headers (pseudo-headers included), one host call. Inside a
+/// fused chain the snapshot is read once per callback and shared by every
+/// stage (kept coherent with the edits the stages make).
 pub fn request_headers() -> HeaderSnapshot {
-    snapshot(MapType::HttpRequestHeaders)
+    if let Some(cached) = fused::cached_request_headers() {
+        return cached;
+    }
+    let h = snapshot(MapType::HttpRequestHeaders);
+    fused::store_request_headers(&h);
+    h
 }
 
 /// All response headers, one host call.
@@ -68,6 +78,9 @@ pub fn response_headers() -> HeaderSnapshot {
 
 /// One request header as bytes.
 pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    if let Some(cached) = fused::cached_request_headers() {
+        return cached.first(name).map(<[u8]>::to_vec);
+    }
     hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
         .ok()
         .flatten()
@@ -94,7 +107,8 @@ fn apply(map: MapType, ops: &[HeaderOp]) {
 }
 
 pub fn apply_request_ops(ops: &[HeaderOp]) {
-    apply(MapType::HttpRequestHeaders, ops)
+    apply(MapType::HttpRequestHeaders, ops);
+    fused::apply_to_cache(ops);
 }
 
 pub fn apply_response_ops(ops: &[HeaderOp]) {
@@ -106,6 +120,18 @@ pub fn send_local_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
     let body = if body.is_empty() { None } else { Some(body) };
     if let Err(st) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), body) {
         log::warn!("gatehouse: local reply failed: {st:?}");
+    }
+    fused::note_local_reply();
+}
+
+/// Lets a paused request go on (after an HTTP callout answered). Inside a
+/// fused chain the chain resumes the remaining stages first, then Envoy.
+pub fn resume_request() {
+    if fused::note_resume() {
+        return;
+    }
+    if let Err(st) = hostcalls::resume_http_request() {
+        log::warn!("gatehouse: resuming the request failed: {st:?}");
     }
 }
 
@@ -206,4 +232,104 @@ impl RandomSource for HostRandom {
 /// Sets the proxy-wasm log level once per VM.
 pub fn init_logging() {
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+}
+
+/// Support for running several filters as stages of one HTTP context (the
+/// fused chain of `gatehouse.wasm`). Outside a fused callback every function
+/// here is inert, so separate filters behave exactly as before.
+pub mod fused {
+    use gatehouse_core::{HeaderOp, HeaderSnapshot};
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Callback {
+        request_headers: Option<HeaderSnapshot>,
+        local_reply_sent: bool,
+        resume_requested: bool,
+    }
+
+    thread_local! {
+        static CONFIG: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+        static CALLBACK: RefCell<Option<Callback>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` (a stage's `on_configure`) with `bytes` as its plugin
+    /// configuration.
+    pub fn with_configuration<R>(bytes: Vec<u8>, f: impl FnOnce() -> R) -> R {
+        CONFIG.with(|c| *c.borrow_mut() = Some(bytes));
+        let r = f();
+        CONFIG.with(|c| *c.borrow_mut() = None);
+        r
+    }
+
+    pub(crate) fn config_override() -> Option<Vec<u8>> {
+        CONFIG.with(|c| c.borrow().clone())
+    }
+
+    /// Starts one fused callback: headers read by the first stage are cached
+    /// for the others until [`end_callback`].
+    pub fn begin_callback() {
+        CALLBACK.with(|c| *c.borrow_mut() = Some(Callback::default()));
+    }
+
+    /// Ends the callback; returns (local reply sent, resume requested).
+    pub fn end_callback() -> (bool, bool) {
+        CALLBACK.with(|c| {
+            c.borrow_mut().take().map_or((false, false), |cb| {
+                (cb.local_reply_sent, cb.resume_requested)
+            })
+        })
+    }
+
+    /// Whether a stage answered the request itself in this callback.
+    pub fn local_reply_sent() -> bool {
+        CALLBACK.with(|c| c.borrow().as_ref().is_some_and(|cb| cb.local_reply_sent))
+    }
+
+    pub(crate) fn cached_request_headers() -> Option<HeaderSnapshot> {
+        CALLBACK.with(|c| {
+            c.borrow()
+                .as_ref()
+                .and_then(|cb| cb.request_headers.clone())
+        })
+    }
+
+    pub(crate) fn store_request_headers(h: &HeaderSnapshot) {
+        CALLBACK.with(|c| {
+            if let Some(cb) = c.borrow_mut().as_mut() {
+                cb.request_headers = Some(h.clone());
+            }
+        })
+    }
+
+    pub(crate) fn apply_to_cache(ops: &[HeaderOp]) {
+        CALLBACK.with(|c| {
+            if let Some(h) = c
+                .borrow_mut()
+                .as_mut()
+                .and_then(|cb| cb.request_headers.as_mut())
+            {
+                h.apply(ops);
+            }
+        })
+    }
+
+    pub(crate) fn note_local_reply() {
+        CALLBACK.with(|c| {
+            if let Some(cb) = c.borrow_mut().as_mut() {
+                cb.local_reply_sent = true;
+            }
+        })
+    }
+
+    /// True (and recorded) inside a fused callback: the chain resumes.
+    pub(crate) fn note_resume() -> bool {
+        CALLBACK.with(|c| match c.borrow_mut().as_mut() {
+            Some(cb) => {
+                cb.resume_requested = true;
+                true
+            }
+            None => false,
+        })
+    }
 }
