@@ -165,6 +165,7 @@ fn rich_config() -> Value {
             ]},
             {"host": "*.example.com", "rules": [{"route": {"cluster": "catalog"}}]},
             {"host": "*.shop.example.com", "rules": [{"route": {"cluster": "webapp"}}]},
+            {"host": "ghost.test", "rules": [{"route": {"cluster": "no-such-cluster"}}]},
             {"host": "api.example.com", "rules": [
                 {"match": {"segment_prefix": "/only"}, "route": {"cluster": "webapp"}}
             ]}
@@ -194,6 +195,10 @@ fn host_precedence_and_path_rules_over_h1_and_h2() {
         let r = send(&envoy, h2, &Request::get("/").host("example.com"));
         assert_eq!(r.status, 421, "{}", r.text());
         assert_eq!(r.json()["error"], "unknown_host");
+
+        // A cluster Envoy does not know: Envoy's own 503 (documented).
+        let r = send(&envoy, h2, &Request::get("/").host("ghost.test"));
+        assert_eq!(r.status, 503, "{}", r.text());
 
         let web = "webapp.istioinaction.io";
         // Segment-aware prefix: /api and /api/x, not /apix.
@@ -228,6 +233,17 @@ fn host_precedence_and_path_rules_over_h1_and_h2() {
         assert_eq!(u(Request::new("DELETE", "/api/1").host(web)), "webapp");
         assert_eq!(u(Request::new("PUT", "/api/1").host(web)), "catalog");
     }
+    assert_eq!(envoy.metric("gatehouse.host_router.no_route"), 2);
+    assert_eq!(envoy.metric("gatehouse.host_router.unknown_host"), 2);
+    assert_eq!(envoy.metric("gatehouse.host_router.routed"), 2 * 12);
+    assert_eq!(
+        envoy.metric("gatehouse.host_router.host.wildcard_example_com.requests"),
+        2 * 3
+    );
+    assert_eq!(
+        envoy.metric("gatehouse.host_router.host.api_example_com.no_route"),
+        2
+    );
 }
 
 #[test]

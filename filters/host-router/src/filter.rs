@@ -21,6 +21,7 @@ struct Metrics {
     unknown_host: Counter,
     unknown_host_passed: Counter,
     bad_host: Counter,
+    bad_path: Counter,
     forged_routing_header: Counter,
     /// Per configured host (config order): requests, routed, direct, no_route.
     hosts: Vec<[Counter; 4]>,
@@ -42,6 +43,7 @@ impl Metrics {
             unknown_host: c("unknown_host"),
             unknown_host_passed: c("unknown_host_passed"),
             bad_host: c("bad_host"),
+            bad_path: c("bad_path"),
             forged_routing_header: c("forged_routing_header"),
             hosts,
         }
@@ -58,6 +60,7 @@ impl Metrics {
                 self.unknown_host_passed.inc();
             }
             Outcome::BadHost => self.bad_host.inc(),
+            Outcome::BadPath => self.bad_path.inc(),
         }
         if d.rewritten {
             self.rewritten.inc();

@@ -4,7 +4,7 @@
 pub const PREFIX: &str = "gatehouse.host_router";
 
 /// Outcome counters, in the order the adapter defines them.
-pub const OUTCOMES: [&str; 8] = [
+pub const OUTCOMES: [&str; 9] = [
     "routed",
     "rewritten",
     "direct_response",
@@ -12,6 +12,7 @@ pub const OUTCOMES: [&str; 8] = [
     "unknown_host",
     "unknown_host_passed",
     "bad_host",
+    "bad_path",
     "forged_routing_header",
 ];
 
@@ -72,6 +73,20 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_readme_documents_every_counter() {
+        let readme = include_str!("../README.md");
+        for name in OUTCOMES {
+            assert!(
+                readme.contains(&format!("`{}`", outcome_metric(name))),
+                "{name}"
+            );
+        }
+        for name in PER_HOST {
+            assert!(readme.contains(&format!("{name}`")), "{name}");
+        }
+    }
 
     #[test]
     fn tokens() {

@@ -35,6 +35,8 @@ pub enum Outcome {
     UnknownHostPassed,
     /// `:authority` missing or malformed: 400 (or passed with `pass`).
     BadHost,
+    /// The host matched but `:path` is not UTF-8: 400.
+    BadPath,
 }
 
 /// A reply produced by the filter itself.
@@ -161,10 +163,22 @@ impl Router {
         };
         d.host = Some(index);
 
-        let path_full = headers
-            .first(":path")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .unwrap_or("/");
+        // No `:path` (CONNECT): match as `/`. A path that is not UTF-8 is
+        // refused rather than matched as something else.
+        let path_full = match headers.first(":path").map(std::str::from_utf8) {
+            None => "/",
+            Some(Ok(p)) => p,
+            Some(Err(_)) => {
+                d.outcome = Outcome::BadPath;
+                d.action = Action::Reply(json_reply(
+                    400,
+                    "bad_path",
+                    "malformed request path",
+                    request_id,
+                ));
+                return d;
+            }
+        };
         let (path, _) = split_path_query(path_full);
         let method = headers
             .first(":method")
@@ -476,6 +490,27 @@ mod tests {
         assert_eq!(
             d.action,
             Action::Continue(vec![HeaderOp::remove("x-gatehouse-cluster")])
+        );
+    }
+
+    #[test]
+    fn a_non_utf8_path_is_refused() {
+        let r = router(r#"{"hosts": [{"host": "a.com", "rules": [{"route": {"cluster": "a"}}]}]}"#);
+        let snap = HeaderSnapshot::new(vec![
+            (":authority".into(), b"a.com".to_vec()),
+            (":path".into(), b"/caf\xff".to_vec()),
+        ]);
+        let d = r.decide(&snap, &mut SplitMix64(1));
+        assert_eq!(d.outcome, Outcome::BadPath);
+        let Action::Reply(rep) = d.action else {
+            panic!()
+        };
+        assert_eq!(rep.status, 400);
+        // Without `:path` (CONNECT) the path is `/`.
+        let snap = HeaderSnapshot::from_pairs([(":authority", "a.com")]);
+        assert_eq!(
+            r.decide(&snap, &mut SplitMix64(1)).cluster.as_deref(),
+            Some("a")
         );
     }
 
