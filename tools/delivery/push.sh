@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# push.sh OCI_DIR REGISTRY TAG FILTER...
+# Pushes the OCI image layouts written by `gatehouse-delivery image`
+# (OCI_DIR/<filter>) to REGISTRY/<filter>:TAG with skopeo, unchanged
+# (--preserve-digests: the manifest digest in the registry is the one built
+# here), and prints one line per image:
+#   <filter> <REGISTRY>/<filter>:<TAG> <manifest digest>
+# The digest is what a WasmPlugin pins in `spec.sha256` (without "sha256:").
+# Credentials: `skopeo login REGISTRY` first, or PUSH_CREDS=user:password.
+# A registry without TLS (a local test registry): PUSH_TLS_VERIFY=false.
+set -euo pipefail
+if [ $# -lt 4 ]; then
+  echo "usage: $0 OCI_DIR REGISTRY TAG FILTER..." >&2
+  exit 2
+fi
+oci_dir=$1 registry=${2%/} tag=$3
+shift 3
+args=(--quiet --preserve-digests --dest-tls-verify="${PUSH_TLS_VERIFY:-true}")
+if [ -n "${PUSH_CREDS:-}" ]; then args+=(--dest-creds "$PUSH_CREDS"); fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for f in "$@"; do
+  layout="$oci_dir/$f"
+  [ -f "$layout/index.json" ] || { echo "$layout is not an OCI layout: run \`make image\`" >&2; exit 1; }
+  # The layout's tag may differ from TAG; the image is the same.
+  src_tag=$(sed -E 's/.*"org\.opencontainers\.image\.ref\.name":"([^"]+)".*/\1/' "$layout/index.json")
+  skopeo copy "${args[@]}" --digestfile "$tmp/$f" "oci:$layout:$src_tag" "docker://$registry/$f:$tag"
+  echo "$f $registry/$f:$tag $(cat "$tmp/$f")"
+done
