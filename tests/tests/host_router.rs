@@ -542,6 +542,7 @@ fn refused(up: &Upstreams, config: Value, field: &str, reason: &str) {
     let f = Envoy::try_start(&base(up).filter(host_router(config)))
         .err()
         .unwrap_or_else(|| panic!("Envoy must refuse a config with a bad `{field}`"));
+    assert!(f.exited.is_some(), "Envoy must exit, not hang:\n{}", f.log);
     let line = f
         .log
         .lines()
