@@ -271,6 +271,14 @@ mod tests {
     }
 
     #[test]
+    fn example_config_is_valid() {
+        let c: Config = parse_config(include_bytes!("../example.json")).unwrap();
+        assert_eq!(c.non_get_status, Some(308));
+        assert_eq!(c.exempt_paths, vec!["/healthz"]);
+        assert!(c.hsts.is_some());
+    }
+
+    #[test]
     fn bad_json_is_refused() {
         assert!(parse_config::<Config>(b"{\"status\": ").is_err());
         assert!(parse_config::<Config>(b"[]").is_err());
