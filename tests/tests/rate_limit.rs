@@ -570,3 +570,77 @@ fn bad_configs_are_refused_with_the_field_named() {
         assert!(line.contains(needle), "{needle} not in: {line}");
     }
 }
+
+/// README: every slot costs at most `SLOT_BYTES_BOUND` bytes of Envoy
+/// memory (default table name, up to 8 limits per set), all allocated when
+/// the filter is configured.
+const SLOT_BYTES_BOUND: u64 = 330;
+
+#[test]
+fn slot_table_memory_is_allocated_up_front_within_the_documented_bound() {
+    const BIG: u64 = 131_072;
+    let echo = Echo::start("echo");
+    let rss_with = |slots: u64| {
+        let envoy = Envoy::start(&EnvoyConfig::new().cluster("echo", echo.port).filter(
+            rate_limit(json!({
+                "slots": slots,
+                "rules": [{"descriptor": ["client_id"],
+                           "limits": [{"rate": 5, "per": "hour"},
+                                      {"rate": 50, "per": "day"}]}]
+            })),
+        ));
+        // Every slot is written once and then holds a full-size value.
+        assert_eq!(envoy.send_h1(&client("a")).status, 200);
+        let kib = rss_kib(&envoy);
+        assert!(envoy.wait_for_log(
+            &format!("slot table `gatehouse.rate_limit` ready ({slots} slots"),
+            Duration::from_secs(5)
+        ));
+        kib
+    };
+    let small = rss_with(16);
+    let big = rss_with(BIG);
+    let per_slot = big.saturating_sub(small) * 1024 / (BIG - 16);
+    eprintln!("RSS KiB with 16 slots {small}, with {BIG} slots {big}: {per_slot} bytes per slot");
+    assert!(big > small, "the slots are allocated up front");
+    assert!(
+        per_slot <= SLOT_BYTES_BOUND,
+        "{per_slot} bytes per slot exceeds the documented {SLOT_BYTES_BOUND}"
+    );
+}
+
+#[test]
+fn example_config_limits_free_clients_after_three_and_gold_more() {
+    let echo = Echo::start("echo");
+    let example: Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join("filters/rate-limit/example.json")).unwrap(),
+    )
+    .unwrap();
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(rate_limit(example)),
+    );
+    let free: Vec<Response> = (0..4)
+        .map(|_| envoy.send_h1(&Request::get("/").header("x-client-id", "demo")))
+        .collect();
+    let st: Vec<u16> = free.iter().map(|r| r.status).collect();
+    assert_eq!(st, vec![200, 200, 200, 429]);
+    let last = &free[3];
+    assert_eq!(last.header("x-ratelimit-limit"), Some("3"));
+    assert_eq!(last.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(last.header("retry-after"), Some("20"));
+    let gold = (0..25)
+        .map(|_| {
+            envoy
+                .send_h1(
+                    &Request::get("/")
+                        .header("x-client-id", "demo")
+                        .header("x-client-plan", "gold"),
+                )
+                .status
+        })
+        .take_while(|s| *s == 200)
+        .count();
+    assert!((20..25).contains(&gold), "gold passed {gold}");
+}

@@ -612,7 +612,7 @@ mod tests {
             .field,
             "rules[1].name"
         );
-        let nine = vec![LIMIT; 9].join(",");
+        let nine = [LIMIT; 9].join(",");
         assert_eq!(
             err(&format!(r#"{{"rules": [{{"limits": [{nine}]}}]}}"#)).field,
             "rules[0].limits"

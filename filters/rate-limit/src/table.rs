@@ -13,8 +13,12 @@
 //! byte 0      version (1)
 //! byte 1      n = number of TATs (0 = empty slot)
 //! bytes 2-9   owner fingerprint, u64 little-endian
-//! then n x 8  TATs, u64 little-endian nanoseconds since the Unix epoch
+//! then 8 x 8  TATs, u64 little-endian nanoseconds since the Unix epoch;
+//!             the first n are used, the rest are zero
 //! ```
+//!
+//! Every value is 74 bytes whatever it holds, so once the slots exist the
+//! table's memory never changes.
 //!
 //! - The owner's fingerprint matches: its bucket is used.
 //! - Another key owns the slot and its bucket is **idle** (every TAT is not
@@ -33,6 +37,7 @@
 //! All limits of a key live in its one slot, so a request is checked and
 //! counted against all of them in one atomic write.
 
+use crate::config::MAX_LIMITS_PER_SET;
 use crate::gcra::{decide, is_idle, LimitSpec, LimitStatus, Verdict};
 
 /// Result of a conditional write.
@@ -62,25 +67,29 @@ pub trait SharedStore {
 const VERSION: u8 = 1;
 const HEADER: usize = 10;
 
-/// Bytes of one slot value holding `n` TATs.
-pub const fn slot_value_len(n: usize) -> usize {
-    HEADER + 8 * n
-}
+/// Bytes of every slot value: the header and room for the most TATs a limit
+/// set may have. Every value has this size (unused TATs are zero), so a
+/// slot's memory never changes after it is created.
+pub const SLOT_VALUE_LEN: usize = HEADER + 8 * MAX_LIMITS_PER_SET;
 
 /// The value of an empty slot.
 pub fn empty_slot() -> Vec<u8> {
     encode(0, &[])
 }
 
-/// Encodes a slot value.
+/// Encodes a slot value (at most [`MAX_LIMITS_PER_SET`] TATs are kept).
 pub fn encode(fingerprint: u64, tats: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(slot_value_len(tats.len()));
+    let tats = tats
+        .get(..tats.len().min(MAX_LIMITS_PER_SET))
+        .unwrap_or(&[]);
+    let mut out = Vec::with_capacity(SLOT_VALUE_LEN);
     out.push(VERSION);
     out.push(u8::try_from(tats.len()).unwrap_or(0));
     out.extend_from_slice(&fingerprint.to_le_bytes());
     for t in tats {
         out.extend_from_slice(&t.to_le_bytes());
     }
+    out.resize(SLOT_VALUE_LEN, 0);
     out
 }
 
@@ -91,12 +100,12 @@ pub fn decode(bytes: &[u8]) -> (u64, Vec<u64>) {
             return None;
         }
         let n = usize::from(*bytes.get(1)?);
-        if bytes.len() != slot_value_len(n) {
+        if bytes.len() != SLOT_VALUE_LEN || n > MAX_LIMITS_PER_SET {
             return None;
         }
         let fp = u64::from_le_bytes(bytes.get(2..HEADER)?.try_into().ok()?);
         let mut tats = Vec::with_capacity(n);
-        for chunk in bytes.get(HEADER..)?.chunks_exact(8) {
+        for chunk in bytes.get(HEADER..HEADER + 8 * n)?.chunks_exact(8) {
             tats.push(u64::from_le_bytes(chunk.try_into().ok()?));
         }
         Some((fp, tats))
@@ -385,12 +394,17 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_garbage_is_empty() {
         let v = encode(7, &[1, 2, 3]);
-        assert_eq!(v.len(), slot_value_len(3));
+        assert_eq!(v.len(), SLOT_VALUE_LEN);
+        assert_eq!(empty_slot().len(), SLOT_VALUE_LEN);
         assert_eq!(decode(&v), (7, vec![1, 2, 3]));
         assert_eq!(decode(&empty_slot()), (0, vec![]));
         assert_eq!(decode(b""), (0, vec![]));
         assert_eq!(decode(&[1, 2, 0]), (0, vec![]));
         assert_eq!(decode(&[9; 18]), (0, vec![]));
+        let mut nine = encode(1, &[1; 8]);
+        nine[1] = 9;
+        assert_eq!(decode(&nine), (0, vec![]));
+        assert_eq!(decode(&encode(1, &[1; 8])), (1, vec![1; 8]));
     }
 
     #[test]
@@ -468,11 +482,11 @@ mod tests {
             }
         }
         assert!(overflowed > 90_000, "{overflowed}");
-        // No key was added; each value is at most one header + 1 TAT.
+        // No key was added and no value grew: the bytes held are exactly
+        // what the table held before the flood.
         assert_eq!(s.map.len(), SLOTS as usize + 1);
-        let max_value = s.map.values().map(|(v, _)| v.len()).max().unwrap();
-        assert!(max_value <= slot_value_len(1));
-        assert!(s.bytes() <= bytes_before + (SLOTS as usize + 1) * 8);
+        assert!(s.map.values().all(|(v, _)| v.len() == SLOT_VALUE_LEN));
+        assert_eq!(s.bytes(), bytes_before);
         // The victim still has exactly 2 left.
         assert!(is_allowed(&check(&mut s, &victim, &sp, T0 + 200_000, 8)));
         assert!(is_allowed(&check(&mut s, &victim, &sp, T0 + 200_000, 8)));
