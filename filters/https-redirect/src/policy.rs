@@ -638,6 +638,62 @@ mod tests {
         assert_eq!(safe_request_id(&HeaderSnapshot::default()), None);
     }
 
+    /// Random hostile input: never a panic, and every redirect points to the
+    /// request's own (parsed) host with a clean, origin-form path.
+    #[test]
+    fn random_input_never_panics_nor_redirects_elsewhere() {
+        use gatehouse_core::random::{RandomSource, SplitMix64};
+        const ALPHABET: &[u8] = b"aZ09.-_:@[]/\\?#% \t\r\n,;*\x00\x7f\xc3\xa9\xff";
+        let mut rng = SplitMix64(0x5eed);
+        let pick = |rng: &mut SplitMix64, max: u64| -> Vec<u8> {
+            let len = rng.next_u64() % max;
+            (0..len)
+                .map(|_| ALPHABET[(rng.next_u64() % ALPHABET.len() as u64) as usize])
+                .collect()
+        };
+        let policies = [
+            policy("{}"),
+            policy(
+                r#"{"trust_x_forwarded_proto": true, "https_port": 8443, "hosts": ["*.a.com"], "allowed_hosts": ["x.a.com"], "hsts": {"max_age": 1}}"#,
+            ),
+        ];
+        let mut redirects = 0;
+        for i in 0..4000u32 {
+            let mut authority = pick(&mut rng, 24);
+            if i % 3 == 0 {
+                authority = b"x.a.com:80".to_vec();
+            }
+            let mut path = pick(&mut rng, 24);
+            if i % 2 == 0 {
+                path.insert(0, b'/');
+            }
+            let headers = HeaderSnapshot::new(vec![
+                (":method".into(), pick(&mut rng, 6)),
+                (":authority".into(), authority.clone()),
+                (":path".into(), path.clone()),
+                ("x-forwarded-proto".into(), pick(&mut rng, 8)),
+            ]);
+            for p in &policies {
+                if let Outcome::Redirect { location, .. } = p.decide(&headers, i % 5 == 0) {
+                    redirects += 1;
+                    let host = parse_authority(std::str::from_utf8(&authority).unwrap())
+                        .unwrap()
+                        .host;
+                    let rest = location.strip_prefix("https://").unwrap();
+                    assert!(rest.starts_with(&host), "{location}");
+                    let after_host = rest.strip_prefix(&host).unwrap();
+                    let after_port = after_host.strip_prefix(":8443").unwrap_or(after_host);
+                    assert_eq!(after_port.as_bytes(), &path[..], "{location}");
+                    assert!(location.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+                }
+            }
+        }
+        assert!(
+            redirects > 100,
+            "the generator must reach the redirect branch"
+        );
+    }
+
     #[test]
     fn plain_path_check() {
         assert!(is_plain_path("/.well-known/acme-challenge/abc"));
