@@ -114,8 +114,12 @@ fn exact_across_four_workers_for_one_key_and_for_two_keys_at_once() {
             .concurrency(4)
             .filter(rate_limit(json!({
                 "slots": 1024,
-                "rules": [{"name": "api", "descriptor": ["client_id"],
-                           "limits": [{"rate": 20, "per": "hour"}]}]
+                "rules": [{"name": "api", "paths": [{"segment_prefix": "/api"}],
+                           "descriptor": ["client_id"],
+                           "limits": [{"rate": 20, "per": "hour"}]},
+                          {"name": "bulk", "paths": [{"segment_prefix": "/bulk"}],
+                           "descriptor": ["client_id"],
+                           "limits": [{"rate": 300, "per": "hour"}]}]
             }))),
     );
 
@@ -178,8 +182,26 @@ fn exact_across_four_workers_for_one_key_and_for_two_keys_at_once() {
     assert_eq!(envoy.metric("gatehouse.rate_limit.rule.api.allowed"), 61);
     assert_eq!(envoy.metric("gatehouse.rate_limit.rule.api.limited"), 161);
     assert_eq!(envoy.metric("gatehouse.rate_limit.failures"), 0);
+
+    // Contention: one key, 8 keep-alive connections on 4 workers sending
+    // back to back, burst 300: exactly 300 of 480 pass, whatever CAS
+    // conflicts the workers met on the way.
+    let by = keep_alive_load(
+        envoy.http_port,
+        "/bulk",
+        Some("erin"),
+        0,
+        480,
+        8,
+        Instant::now() + Duration::from_secs(30),
+    );
+    assert_eq!(by.get(&200), Some(&300), "{by:?}");
+    assert_eq!(by.get(&429), Some(&180), "{by:?}");
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.bulk.allowed"), 300);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.failures"), 0);
     eprintln!(
-        "connections per worker: {w2:?}; CAS conflicts retried: {}",
+        "connections per worker: {:?}; CAS conflicts retried: {}",
+        connections_per_worker(&envoy),
         envoy.metric("gatehouse.rate_limit.cas_conflicts")
     );
 }
@@ -420,6 +442,20 @@ fn rss_kib(envoy: &Envoy) -> u64 {
 /// Sends `total` requests with distinct client ids over `conns` keep-alive
 /// HTTP/1.1 connections (hyper), starting at id `first`; returns statuses.
 fn flood(port: u16, first: u64, total: u64, conns: u64, deadline: Instant) -> BTreeMap<u16, u64> {
+    keep_alive_load(port, "/flood", None, first, total, conns, deadline)
+}
+
+/// `total` requests over `conns` keep-alive HTTP/1.1 connections (hyper);
+/// the client id is `same_key`, or `flood-<n>` (distinct, from `first`).
+fn keep_alive_load(
+    port: u16,
+    path: &'static str,
+    same_key: Option<&'static str>,
+    first: u64,
+    total: u64,
+    conns: u64,
+    deadline: Instant,
+) -> BTreeMap<u16, u64> {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Empty};
     use hyper_util::rt::TokioIo;
@@ -439,9 +475,13 @@ fn flood(port: u16, first: u64, total: u64, conns: u64, deadline: Instant) -> BT
                 let mut i = first + c;
                 while i < first + total {
                     assert!(Instant::now() < deadline, "flood took too long");
-                    let req = hyper::Request::get("/flood")
+                    let id = match same_key {
+                        Some(k) => k.to_string(),
+                        None => format!("flood-{i}"),
+                    };
+                    let req = hyper::Request::get(path)
                         .header("host", "example.com")
-                        .header("x-client-id", format!("flood-{i}"))
+                        .header("x-client-id", id)
                         .body(Empty::<Bytes>::new())
                         .unwrap();
                     sender.ready().await.unwrap();
