@@ -289,6 +289,9 @@ fn plans_scoped_rules_ietf_headers_on_every_response_and_missing_keys() {
                      "limits": [{"rate": 2, "per": "hour"}]},
                     {"name": "by-ip", "paths": [{"segment_prefix": "/ip"}],
                      "descriptor": ["client_address"],
+                     "limits": [{"rate": 1, "per": "hour"}]},
+                    {"name": "mixed", "paths": [{"segment_prefix": "/mixed"}],
+                     "descriptor": [{"header": "x-tenant"}, "method", {"path_prefix": 2}, "host"],
                      "limits": [{"rate": 1, "per": "hour"}]}
                 ]
             }))),
@@ -390,6 +393,23 @@ fn plans_scoped_rules_ietf_headers_on_every_response_and_missing_keys() {
     );
     assert_eq!(ip("6.6.6.6, 198.51.100.1, 10.0.0.9"), 429, "spoofed prefix");
     assert_eq!(ip("198.51.100.2, 10.0.0.9"), 200, "another client");
+
+    // A key mixing a header, the method, a path prefix and the host.
+    let mixed = |method: &str, path: &str, tenant: &str, host: &str| {
+        envoy
+            .send_h1(
+                &Request::new(method, path)
+                    .host(host)
+                    .header("x-tenant", tenant),
+            )
+            .status
+    };
+    assert_eq!(mixed("GET", "/mixed/a/x", "t1", "a.com"), 200);
+    assert_eq!(mixed("GET", "/mixed/a/y?q=1", "t1", "A.com:8080"), 429);
+    assert_eq!(mixed("POST", "/mixed/a/x", "t1", "a.com"), 200);
+    assert_eq!(mixed("GET", "/mixed/b", "t1", "a.com"), 200);
+    assert_eq!(mixed("GET", "/mixed/a/x", "t2", "a.com"), 200);
+    assert_eq!(mixed("GET", "/mixed/a/x", "t1", "b.com"), 200);
 
     assert_eq!(envoy.metric("gatehouse.rate_limit.missing_key"), 1);
     assert_eq!(envoy.metric("gatehouse.rate_limit.rule.anon.limited"), 1);
