@@ -1,0 +1,407 @@
+//! The filters delivered the way Istio delivers WasmPlugins: real Envoy runs
+//! the config istiod would generate from manifests/ (rendered by
+//! gatehouse-delivery): one HTTP filter per WasmPlugin discovered through
+//! ECDS, in phase/priority order, each a TypedExtensionConfig with the Wasm
+//! filter, pluginConfig as a JSON StringValue and failure_policy from
+//! failStrategy; the routes are the VirtualService's, with Istio's cluster
+//! names. ECDS comes from files here (istiod uses ADS): replacing a file by
+//! an atomic rename reloads the filter without restarting Envoy, and a bad
+//! config is rejected while the old one keeps serving.
+use gatehouse_delivery::istio::{self, Manifests, WasmPlugin};
+use gatehouse_e2e::run::demos;
+use gatehouse_e2e::*;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Filters with an adapter (the Makefile builds exactly these).
+fn filters_in_repo() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(repo_root().join("filters"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.path()
+                .join("src/filter.rs")
+                .is_file()
+                .then(|| e.file_name().to_string_lossy().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+struct Gateway {
+    envoy: Envoy,
+    plugins: Vec<WasmPlugin>,
+    ecds_dir: PathBuf,
+    tls: gatehouse_e2e::client::TlsClient,
+    _upstreams: Vec<Echo>,
+}
+
+impl Gateway {
+    fn has(&self, filter: &str) -> bool {
+        self.plugins.iter().any(|p| p.filter == filter)
+    }
+
+    fn plugin(&self, filter: &str) -> &WasmPlugin {
+        self.plugins.iter().find(|p| p.filter == filter).unwrap()
+    }
+
+    /// An ECDS counter of the plugin, e.g. `config_reload`.
+    fn ecds_counter(&self, p: &WasmPlugin, counter: &str) -> u64 {
+        let name = p.resource_name();
+        let stats = self.envoy.stats();
+        let hits: Vec<(&String, &u64)> = stats
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("extension_config_discovery.")
+                    && k.contains(&name)
+                    && k.ends_with(&format!(".{counter}"))
+            })
+            .collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "one ECDS `{counter}` counter for {name}; stats: {:?}",
+            stats
+                .keys()
+                .filter(|k| k.starts_with("extension_config_discovery."))
+                .collect::<Vec<_>>()
+        );
+        *hits[0].1
+    }
+
+    fn send(&self, tls: bool, req: &Request) -> Response {
+        if tls {
+            self.envoy.send_h1_tls(req, &self.tls)
+        } else {
+            self.envoy.send_h1(req)
+        }
+    }
+
+    /// Requests over TLS when https-redirect would redirect plain HTTP.
+    fn send_through(&self, req: &Request) -> Response {
+        self.send(self.has("https-redirect"), req)
+    }
+}
+
+fn start_gateway() -> Gateway {
+    let manifests = Manifests::load(&repo_root().join("manifests")).unwrap();
+    let plugins = manifests.wasm_plugins().unwrap();
+    let in_repo = filters_in_repo();
+    for f in &in_repo {
+        assert!(
+            plugins.iter().any(|p| &p.filter == f),
+            "no WasmPlugin for {f} in manifests/"
+        );
+    }
+    for p in &plugins {
+        assert!(in_repo.contains(&p.filter), "{}: no such filter", p.name);
+        wasm_path(&p.filter); // fails when not built
+    }
+    let ecds_dir = scratch_dir("ecds");
+    let http_filters = istio::render_ecds(&plugins, &dist_dir(), &ecds_dir).unwrap();
+    let (route_config, clusters) = manifests.route_config().unwrap();
+    let pki = TestPki::new(&scratch_dir("ecds-pki"));
+    let mut cfg = EnvoyConfig::new()
+        .route_config(route_config)
+        .tls(pki.listener(false, false));
+    for f in http_filters {
+        cfg = cfg.raw_filter(f);
+    }
+    let mut upstreams = Vec::new();
+    for c in clusters {
+        // outbound|80||webapp.istioinaction.svc.cluster.local -> "webapp"
+        let svc = c.rsplit("||").next().unwrap().split('.').next().unwrap();
+        let echo = Echo::start(svc);
+        cfg = cfg.raw_cluster(json!({
+            "name": c,
+            "type": "STATIC",
+            "connect_timeout": "2s",
+            "load_assignment": {"cluster_name": c, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": echo.port}}}}
+            ]}]},
+        }));
+        upstreams.push(echo);
+    }
+    let envoy = Envoy::start(&cfg);
+    Gateway {
+        envoy,
+        plugins,
+        ecds_dir,
+        tls: pki.client("localhost", None),
+        _upstreams: upstreams,
+    }
+}
+
+/// Every object's `http_filters` names in Envoy's config dump.
+fn loaded_filter_chain(envoy: &Envoy) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<Vec<String>>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Array(fs)) = m.get("http_filters") {
+                    out.push(
+                        fs.iter()
+                            .filter_map(|f| f.get("name")?.as_str().map(str::to_string))
+                            .collect(),
+                    );
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let dump: Value = serde_json::from_str(&envoy.admin_get("/config_dump").unwrap()).unwrap();
+    let mut chains = Vec::new();
+    walk(&dump, &mut chains);
+    assert!(!chains.is_empty());
+    // Both listeners have the same chain.
+    assert!(chains.windows(2).all(|w| w[0] == w[1]), "{chains:?}");
+    chains.swap_remove(0)
+}
+
+/// The request that gets through every filter to an upstream: a plain GET
+/// when no filter asks for credentials, else the documented demo request
+/// (`make run`) that must answer 200.
+fn pass_through(g: &Gateway, host: &str) -> (bool, Request) {
+    if !g.has("client-id") {
+        return (g.has("https-redirect"), Request::get("/ecds").host(host));
+    }
+    let built: Vec<&str> = g.plugins.iter().map(|p| p.filter.as_str()).collect();
+    let demo = demos(&built)
+        .into_iter()
+        .find(|d| d.expect_status == 200 && d.repeat <= 1)
+        .expect(
+            "client-id is configured: a `make run` demo request answering 200 is needed to pass it",
+        );
+    let mut req = demo.request.clone();
+    req.authority = host.to_string();
+    (demo.tls, req)
+}
+
+#[test]
+fn the_gateway_runs_what_istiod_would_send_for_the_manifests() {
+    let g = start_gateway();
+    let order: Vec<String> = g.plugins.iter().map(|p| p.filter.clone()).collect();
+    let expected: Vec<String> = run::CHAIN_ORDER
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|f| order.contains(f))
+        .collect();
+    assert_eq!(order, expected, "phase/priority order");
+
+    // Envoy loaded each plugin through ECDS, in that order, before the router.
+    for p in &g.plugins {
+        assert!(
+            g.ecds_counter(p, "config_reload") >= 1,
+            "{} not loaded",
+            p.name
+        );
+        assert_eq!(g.ecds_counter(p, "update_rejected"), 0, "{}", p.name);
+    }
+    let mut names: Vec<String> = g.plugins.iter().map(|p| p.resource_name()).collect();
+    names.push("envoy.filters.http.router".to_string());
+    assert_eq!(loaded_filter_chain(&g.envoy), names);
+
+    // What istiod puts in the TypedExtensionConfig.
+    for p in &g.plugins {
+        let file: Value = serde_json::from_slice(
+            &std::fs::read(g.ecds_dir.join(format!("{}.json", p.filter))).unwrap(),
+        )
+        .unwrap();
+        let cfg = &file["resources"][0]["typed_config"]["config"];
+        let expected_policy = match p.fail_strategy.as_deref() {
+            Some("FAIL_OPEN") => "FAIL_OPEN",
+            _ => "FAIL_CLOSED",
+        };
+        assert_eq!(cfg["failure_policy"], expected_policy, "{}", p.name);
+        assert_eq!(
+            cfg["configuration"]["@type"],
+            "type.googleapis.com/google.protobuf.StringValue"
+        );
+        let delivered: Value =
+            serde_json::from_str(cfg["configuration"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(delivered, p.plugin_config);
+        assert_eq!(cfg["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
+        assert_eq!(cfg["vm_config"]["vm_id"], "");
+    }
+
+    let id_header = if g.has("request-id") {
+        g.plugin("request-id").plugin_config["header"]
+            .as_str()
+            .unwrap_or("x-request-id")
+            .to_string()
+    } else {
+        String::new()
+    };
+    let check_id = |r: &Response, what: &str| {
+        if g.has("request-id") {
+            assert!(r.header(&id_header).is_some(), "{what}: no {id_header}");
+        }
+    };
+
+    // https-redirect (after request-id: the redirect carries the id).
+    if g.has("https-redirect") {
+        let r = g
+            .envoy
+            .send_h1(&Request::post("/api/orders?id=7").host("webapp.istioinaction.io"));
+        let status = g.plugin("https-redirect").plugin_config["non_get_status"]
+            .as_u64()
+            .unwrap_or(301);
+        assert_eq!(u64::from(r.status), status, "{}", r.text());
+        assert_eq!(
+            r.header("location"),
+            Some("https://webapp.istioinaction.io/api/orders?id=7")
+        );
+        check_id(&r, "redirect");
+    }
+
+    // The documented demo requests answer as documented.
+    let built: Vec<&str> = g.plugins.iter().map(|p| p.filter.as_str()).collect();
+    for demo in demos(&built) {
+        let mut last = None;
+        for _ in 0..demo.repeat.max(1) {
+            last = Some(g.send(demo.tls, &demo.request));
+        }
+        let r = last.unwrap();
+        assert_eq!(
+            r.status,
+            demo.expect_status,
+            "demo `{}`: {}",
+            demo.what,
+            r.text()
+        );
+        check_id(&r, &demo.what);
+    }
+
+    // Through every filter to the service the VirtualService picks.
+    for (host, service) in [
+        ("webapp.istioinaction.io", "webapp"),
+        ("catalog.istioinaction.io", "catalog"),
+    ] {
+        let (tls, req) = pass_through(&g, host);
+        let r = g.send(tls, &req);
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+        let seen = r.echo();
+        if g.has("host-router") {
+            assert_eq!(seen.upstream, service, "{host}");
+            // The routing header is host-router's own, not the client's.
+            let routing = g.plugin("host-router").plugin_config["routing_header"]
+                .as_str()
+                .unwrap_or("x-gatehouse-cluster")
+                .to_string();
+            assert_eq!(seen.header(&routing), Some(service));
+        }
+        if g.has("request-id") {
+            assert!(seen.header(&id_header).is_some());
+        }
+        check_id(&r, host);
+    }
+    if g.has("host-router") {
+        // A client cannot choose the upstream with the routing header.
+        let (tls, req) = pass_through(&g, "webapp.istioinaction.io");
+        let r = g.send(tls, &req.header("x-gatehouse-cluster", "catalog"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.echo().upstream, "webapp");
+    }
+}
+
+/// Waits (bounded) until `f` holds.
+fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[test]
+fn ecds_hot_reload_applies_a_new_plugin_config_and_rejects_a_bad_one() {
+    let g = start_gateway();
+    assert!(
+        g.has("request-id"),
+        "the reload test changes request-id's header"
+    );
+    let p = g.plugin("request-id").clone();
+    let file = g.ecds_dir.join("request-id.json");
+    let wasm = wasm_path("request-id");
+    let old_header = p.plugin_config["header"]
+        .as_str()
+        .unwrap_or("x-request-id")
+        .to_string();
+    let probe = || g.send_through(&Request::get("/reload").host("webapp.istioinaction.io"));
+    let r = probe();
+    assert!(r.header(&old_header).is_some(), "{:?}", r.headers);
+    assert!(r.header("x-gatehouse-reloaded-id").is_none());
+    let pid = g.envoy.pid();
+    let reloads = g.ecds_counter(&p, "config_reload");
+
+    // A changed pluginConfig, delivered by an atomic rename.
+    let mut changed = p.plugin_config.clone();
+    changed["header"] = json!("x-gatehouse-reloaded-id");
+    istio::write_atomically(&file, &p.ecds_file(&wasm, Some(&changed.to_string()))).unwrap();
+    eventually("ECDS reload", Duration::from_secs(30), || {
+        g.ecds_counter(&p, "config_reload") > reloads
+    });
+    // Every worker picks it up; bounded number of probes.
+    let mut seen_new = 0;
+    for _ in 0..40 {
+        let r = probe();
+        if r.header("x-gatehouse-reloaded-id").is_some() {
+            seen_new += 1;
+            assert!(r.header(&old_header).is_none() || old_header == "x-request-id");
+            if seen_new >= 5 {
+                break;
+            }
+        } else {
+            seen_new = 0;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(seen_new >= 5, "the new pluginConfig is not applied");
+    assert_eq!(g.envoy.pid(), pid, "Envoy was not restarted");
+
+    // A config the filter refuses: the update is rejected, the previous
+    // config keeps serving.
+    let rejected = g.ecds_counter(&p, "update_rejected");
+    let reloads = g.ecds_counter(&p, "config_reload");
+    let mut bad = changed.clone();
+    bad["header"] = json!(42);
+    istio::write_atomically(&file, &p.ecds_file(&wasm, Some(&bad.to_string()))).unwrap();
+    eventually("ECDS update_rejected", Duration::from_secs(30), || {
+        g.ecds_counter(&p, "update_rejected") > rejected
+    });
+    assert!(
+        g.envoy
+            .wait_for_log("gatehouse request-id", Duration::from_secs(5)),
+        "the filter logs why"
+    );
+    for _ in 0..10 {
+        let r = probe();
+        assert!(
+            r.status < 500 && r.header("x-gatehouse-reloaded-id").is_some(),
+            "the previous config must keep serving: {} {:?}",
+            r.status,
+            r.headers
+        );
+    }
+    eprintln!(
+        "ECDS counters after the rejected update: config_reload {} (was {reloads}), update_rejected {}",
+        g.ecds_counter(&p, "config_reload"),
+        g.ecds_counter(&p, "update_rejected")
+    );
+
+    // Not JSON at all: rejected too.
+    let rejected = g.ecds_counter(&p, "update_rejected");
+    istio::write_atomically(&file, &p.ecds_file(&wasm, Some("{not json"))).unwrap();
+    eventually("second update_rejected", Duration::from_secs(30), || {
+        g.ecds_counter(&p, "update_rejected") > rejected
+    });
+    let r = probe();
+    assert!(r.status < 500 && r.header("x-gatehouse-reloaded-id").is_some());
+    assert_eq!(g.envoy.pid(), pid);
+}
