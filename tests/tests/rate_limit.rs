@@ -338,6 +338,20 @@ fn plans_scoped_rules_ietf_headers_on_every_response_and_missing_keys() {
     let id = r.json()["request_id"].as_str().unwrap().to_string();
     assert!(!id.is_empty(), "the body carries Envoy's request id");
 
+    // The same over HTTP/2.
+    let r = envoy.send_h2(
+        &Request::get("/api/x")
+            .host("api.example.com")
+            .header("x-client-id", "g2")
+            .header("x-client-plan", "gold"),
+    );
+    assert_eq!(r.status, 200);
+    let rl = r.header("ratelimit").unwrap();
+    assert!(
+        rl.starts_with(r#""gold-burst";r=3;t=14"#) && rl.contains(r#", "gold-daily";r=48;t=17"#),
+        "{rl}"
+    );
+
     // Even when the upstream fails, the answer carries the headers.
     let r = envoy.send_h1(
         &Request::get("/api/down")
