@@ -1,1 +1,26 @@
-//! Not built yet: see the issue for this filter.
+//! client-id: identifies the caller by API key, JWT or mTLS certificate and
+//! tells the upstream who it is (`x-client-id`, `x-client-plan`).
+//!
+//! Pure modules (no proxy-wasm): [`config`], [`apikey`], [`jwt`], [`engine`],
+//! [`cache`]. The proxy-wasm adapter is [`filter`] (wasm32-wasip1 only).
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod apikey;
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod jwt;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(target_os = "wasi")]
+pub mod filter;

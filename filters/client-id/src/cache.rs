@@ -1,0 +1,101 @@
+//! The remote-JWKS cache policy (pure; the adapter performs the fetches).
+//!
+//! - Fresh keys (younger than `cache_seconds`) are used as they are.
+//! - A token naming an unknown `kid` triggers a refresh, at most once per
+//!   `min_refresh_interval_seconds`; otherwise it is refused as unknown.
+//! - Stale keys trigger a refresh (same interval limit); if the refresh
+//!   fails, the stale keys keep serving.
+//! - With no keys at all, a fetch is attempted unless one failed less than
+//!   `min_refresh_interval_seconds` ago; then the request is refused.
+
+use crate::config::RemoteJwks;
+use crate::engine::{KeysAnswer, RemoteKeys};
+use crate::jwt::{self, Alg, KeySet};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+#[derive(Debug, Clone, Default)]
+pub struct IssuerState {
+    pub keys: Option<Rc<KeySet>>,
+    pub fetched_at: u64,
+    pub last_attempt: Option<u64>,
+    pub last_failure: Option<u64>,
+}
+
+/// Per-worker cache of remote key sets, by issuer index.
+#[derive(Debug, Default)]
+pub struct JwksCache {
+    pub issuers: HashMap<usize, IssuerState>,
+}
+
+/// A view of the cache at one instant, with fetching allowed or not.
+pub struct CacheView<'a> {
+    pub cache: &'a mut JwksCache,
+    pub now_secs: u64,
+    /// False on the second pass after a fetch: use what is there.
+    pub allow_fetch: bool,
+}
+
+impl RemoteKeys for CacheView<'_> {
+    fn keys(&mut self, issuer: usize, kid: Option<&str>, cfg: &RemoteJwks) -> KeysAnswer {
+        let now = self.now_secs;
+        let st = self.cache.issuers.entry(issuer).or_default();
+        let interval_passed = st
+            .last_attempt
+            .is_none_or(|t| now >= t.saturating_add(cfg.min_refresh_interval_seconds));
+        match &st.keys {
+            None => {
+                let recently_failed = st
+                    .last_failure
+                    .is_some_and(|t| now < t.saturating_add(cfg.min_refresh_interval_seconds));
+                if self.allow_fetch && !recently_failed {
+                    st.last_attempt = Some(now);
+                    KeysAnswer::Fetch
+                } else {
+                    KeysAnswer::Unavailable
+                }
+            }
+            Some(keys) => {
+                let stale = now >= st.fetched_at.saturating_add(cfg.cache_seconds);
+                let unknown_kid = kid.is_some_and(|k| !keys.has_kid(k));
+                if self.allow_fetch && (stale || unknown_kid) && interval_passed {
+                    st.last_attempt = Some(now);
+                    KeysAnswer::Fetch
+                } else {
+                    KeysAnswer::Keys(keys.clone())
+                }
+            }
+        }
+    }
+}
+
+impl JwksCache {
+    /// Records a fetch result: `Some(body)` for a 200 answer.
+    /// Returns the number of keys stored, or `None` when the fetch failed
+    /// (the previous keys, if any, are kept).
+    pub fn record(
+        &mut self,
+        issuer: usize,
+        body: Option<&[u8]>,
+        algs: &[Alg],
+        now: u64,
+    ) -> Option<usize> {
+        let st = self.issuers.entry(issuer).or_default();
+        let parsed = body
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|doc| jwt::parse_jwks(&doc, algs, false).ok());
+        match parsed {
+            Some(ks) => {
+                let n = ks.keys.len();
+                st.keys = Some(Rc::new(ks));
+                st.fetched_at = now;
+                st.last_failure = None;
+                Some(n)
+            }
+            None => {
+                st.last_failure = Some(now);
+                None
+            }
+        }
+    }
+}

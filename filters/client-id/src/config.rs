@@ -1,0 +1,367 @@
+//! The client-id configuration (JSON, Istio `pluginConfig`), with defaults
+//! and validation. Validation compiles the whole config (key hashes, JWKS,
+//! host patterns) so every error is found at load time and names its field.
+
+use gatehouse_core::config::{ensure, validate_header_name, ConfigError, Validate};
+use gatehouse_core::path::PathMatch;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The identification methods, tried in the configured order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    ApiKey,
+    Jwt,
+    Mtls,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::ApiKey => "api_key",
+            Method::Jwt => "jwt",
+            Method::Mtls => "mtls",
+        }
+    }
+}
+
+/// Where identification is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A valid credential is needed; none => 401.
+    #[default]
+    Required,
+    /// A credential is checked when present (an invalid one is still a 401);
+    /// without one the request passes, as the anonymous client if configured.
+    Optional,
+    /// No identification at all (identity headers are still removed).
+    Skip,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Methods in the order they are tried. Default: `["mtls", "jwt",
+    /// "api_key"]`, restricted to the methods that are configured.
+    #[serde(default)]
+    pub methods: Option<Vec<Method>>,
+    /// Known clients (API keys and certificates map to these; a JWT subject
+    /// that matches a client id takes its plan and enabled flag).
+    #[serde(default)]
+    pub clients: Vec<Client>,
+    #[serde(default)]
+    pub api_key: ApiKeyConfig,
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    #[serde(default)]
+    pub mtls: Option<MtlsConfig>,
+    #[serde(default)]
+    pub headers: IdentityHeaders,
+    /// Identity given to requests without a credential where identification
+    /// is optional. Absent: such requests pass without identity headers.
+    #[serde(default)]
+    pub anonymous: Option<Anonymous>,
+    /// Mode when no rule matches. Default `required`.
+    #[serde(default)]
+    pub default_mode: Mode,
+    /// First matching rule wins.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Remove the credential (API key header / query parameter / cookie,
+    /// `authorization` header) before forwarding. Default false.
+    #[serde(default)]
+    pub strip_credentials: bool,
+    /// `realm` of the `WWW-Authenticate` challenge. Default `gatehouse`.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+}
+
+fn default_realm() -> String {
+    "gatehouse".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    pub id: String,
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyEntry>,
+    #[serde(default)]
+    pub certificates: Vec<CertificateEntry>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One API key: its SHA-256 (64 lower-case hex of the key's UTF-8 bytes), or
+/// the key itself when `api_key.allow_plain_keys` is true.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// A client certificate, by one of: URI SAN, subject, SHA-256 digest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateEntry {
+    #[serde(default)]
+    pub uri_san: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Header carrying the key. Default `x-api-key`; `null` disables.
+    #[serde(default = "default_key_header")]
+    pub header: Option<String>,
+    /// `Authorization` schemes carrying a key (case-insensitive). Default
+    /// `["ApiKey"]`; add `"Bearer"` to accept `Bearer <key>` (a Bearer value
+    /// shaped like a JWT is left to the JWT method when it is enabled).
+    #[serde(default = "default_schemes")]
+    pub authorization_schemes: Vec<String>,
+    /// Query parameter carrying the key. Default none.
+    #[serde(default)]
+    pub query_param: Option<String>,
+    /// Cookie carrying the key. Default none.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// Accept `{"key": "..."}` entries (plain keys in config). Default false.
+    #[serde(default)]
+    pub allow_plain_keys: bool,
+}
+
+impl Default for ApiKeyConfig {
+    fn default() -> Self {
+        ApiKeyConfig {
+            header: default_key_header(),
+            authorization_schemes: default_schemes(),
+            query_param: None,
+            cookie: None,
+            allow_plain_keys: false,
+        }
+    }
+}
+
+fn default_key_header() -> Option<String> {
+    Some("x-api-key".to_string())
+}
+
+fn default_schemes() -> Vec<String> {
+    vec!["ApiKey".to_string()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    pub issuers: Vec<IssuerConfig>,
+    /// Tolerance for `exp`/`nbf`/`iat`, seconds. Default 60.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    /// Claim holding the client id. Default `sub`.
+    #[serde(default = "default_id_claim")]
+    pub client_id_claim: String,
+    /// Claim holding the plan (used when the client is not in `clients`).
+    #[serde(default)]
+    pub plan_claim: Option<String>,
+    /// Claims copied to request headers (string, number or boolean claims).
+    #[serde(default)]
+    pub claims_to_headers: Vec<ClaimHeader>,
+    /// Longest token accepted, bytes. Default 8192.
+    #[serde(default = "default_max_token")]
+    pub max_token_bytes: usize,
+}
+
+fn default_skew() -> u64 {
+    60
+}
+fn default_id_claim() -> String {
+    "sub".to_string()
+}
+fn default_max_token() -> usize {
+    8192
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimHeader {
+    pub claim: String,
+    pub header: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted audiences; a token must name one of them. Empty: `aud` is not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Algorithms accepted for this issuer (each key is further limited by
+    /// its type and its own `alg`). Default: all supported.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Inline JWKS (`{"keys": [...]}`).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// JWKS fetched through an Envoy cluster.
+    #[serde(default)]
+    pub remote_jwks: Option<RemoteJwks>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJwks {
+    /// Envoy cluster serving the JWKS.
+    pub cluster: String,
+    /// Request path, e.g. `/.well-known/jwks.json`.
+    pub path: String,
+    /// `:authority` of the request. Default: the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// How long fetched keys are fresh, seconds. Default 300.
+    #[serde(default = "default_ttl")]
+    pub cache_seconds: u64,
+    /// Minimum time between two fetches (refresh on unknown `kid`, retry
+    /// after failure), seconds. Default 30.
+    #[serde(default = "default_min_refresh")]
+    pub min_refresh_interval_seconds: u64,
+    /// Callout timeout, ms. Default 2000.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_ttl() -> u64 {
+    300
+}
+fn default_min_refresh() -> u64 {
+    30
+}
+fn default_timeout() -> u64 {
+    2000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsConfig {
+    /// Certificate fields tried, in order. Default `["uri_san", "sha256", "subject"]`.
+    #[serde(default = "default_cert_fields")]
+    pub match_by: Vec<CertField>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertField {
+    UriSan,
+    Subject,
+    Sha256,
+}
+
+fn default_cert_fields() -> Vec<CertField> {
+    vec![CertField::UriSan, CertField::Sha256, CertField::Subject]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeaders {
+    /// Default `x-client-id`.
+    #[serde(default = "default_id_header")]
+    pub client_id: String,
+    /// Default `x-client-plan`.
+    #[serde(default = "default_plan_header")]
+    pub plan: String,
+    /// Header naming the method that identified the client. Default none.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Prefix for label headers (`<prefix><label>`). Default none.
+    #[serde(default)]
+    pub label_prefix: Option<String>,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            client_id: default_id_header(),
+            plan: default_plan_header(),
+            method: None,
+            label_prefix: None,
+        }
+    }
+}
+
+fn default_id_header() -> String {
+    "x-client-id".to_string()
+}
+fn default_plan_header() -> String {
+    "x-client-plan".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Anonymous {
+    /// Default `anonymous`.
+    #[serde(default = "default_anon")]
+    pub client_id: String,
+    /// Default none (no plan header).
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+fn default_anon() -> String {
+    "anonymous".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Host patterns (`a.com`, `*.a.com`, `*`). Empty: any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Paths (`{"prefix": ..}`, `{"segment_prefix": ..}`, `{"exact": ..}`). Empty: any path.
+    #[serde(default)]
+    pub paths: Vec<PathMatch>,
+    pub mode: Mode,
+    /// Only these client ids may pass (else 403). Empty: any.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+    /// Only clients with these plans may pass (else 403). Empty: any.
+    #[serde(default)]
+    pub allowed_plans: Vec<String>,
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        crate::engine::Engine::build(self).map(|_| ())
+    }
+}
+
+pub(crate) fn check_header(field: &str, name: &str) -> Result<(), ConfigError> {
+    validate_header_name(field, name)?;
+    ensure(
+        !matches!(
+            name,
+            "host" | "authorization" | "cookie" | "content-length" | "transfer-encoding"
+        ),
+        field,
+        format!("`{name}` cannot be used as an identity header"),
+    )
+}

@@ -1,0 +1,338 @@
+//! The proxy-wasm adapter: reads headers (and, with mTLS, the connection's
+//! certificate properties), lets [`Engine::decide`] decide, fetches a remote
+//! JWKS through an Envoy cluster when the engine asks, applies the header
+//! edits or answers with the rejection, and counts.
+
+use crate::cache::{CacheView, JwksCache};
+use crate::config::Config;
+use crate::engine::{Decision, Engine, Input, Outcome, PeerCert, Step, REASONS};
+use gatehouse_core::reply::error_body;
+use gatehouse_core::{Clock, HeaderSnapshot};
+use gatehouse_proxy::{Counter, HostClock};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub const FILTER: &str = "client-id";
+
+/// Largest JWKS document read from a callout.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+struct Metrics {
+    identified_api_key: Counter,
+    identified_jwt: Counter,
+    identified_mtls: Counter,
+    anonymous: Counter,
+    unidentified: Counter,
+    skipped: Counter,
+    rejected: HashMap<&'static str, Counter>,
+    jwks_fetches: Counter,
+    jwks_fetch_failures: Counter,
+}
+
+impl Metrics {
+    fn define() -> Metrics {
+        let c = |n: &str| Counter::define(&format!("gatehouse.client_id.{n}"));
+        Metrics {
+            identified_api_key: c("identified.api_key"),
+            identified_jwt: c("identified.jwt"),
+            identified_mtls: c("identified.mtls"),
+            anonymous: c("anonymous"),
+            unidentified: c("unidentified"),
+            skipped: c("skipped"),
+            rejected: REASONS
+                .iter()
+                .map(|r| (*r, c(&format!("rejected.{r}"))))
+                .collect(),
+            jwks_fetches: c("jwks_fetches"),
+            jwks_fetch_failures: c("jwks_fetch_failures"),
+        }
+    }
+}
+
+struct Shared {
+    engine: Engine,
+    metrics: Metrics,
+    cache: RefCell<JwksCache>,
+}
+
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = match gatehouse_proxy::load_config::<Config>(
+            FILTER,
+            gatehouse_proxy::plugin_configuration(),
+        ) {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        match Engine::build(&config) {
+            Ok(engine) => {
+                self.shared = Some(Rc::new(Shared {
+                    engine,
+                    metrics: Metrics::define(),
+                    cache: RefCell::new(JwksCache::default()),
+                }));
+                true
+            }
+            Err(e) => {
+                log::error!("gatehouse {FILTER}: invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(ClientId {
+            shared,
+            headers: None,
+            peer: None,
+            pending: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct ClientId {
+    shared: Rc<Shared>,
+    headers: Option<HeaderSnapshot>,
+    peer: Option<PeerCert>,
+    /// (callout token, issuer index) while a JWKS fetch is in flight.
+    pending: Option<(u32, usize)>,
+}
+
+fn prop_string(path: &[&str]) -> Option<String> {
+    gatehouse_proxy::property(path)
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty())
+}
+
+fn read_peer() -> PeerCert {
+    let present = matches!(
+        gatehouse_proxy::property(&["connection", "mtls"]).as_deref(),
+        Some([1]) | Some(b"true")
+    );
+    if !present {
+        return PeerCert::default();
+    }
+    PeerCert {
+        present,
+        uri_san: prop_string(&["connection", "uri_san_peer_certificate"]),
+        subject: prop_string(&["connection", "subject_peer_certificate"]),
+        sha256: prop_string(&["connection", "sha256_peer_certificate_digest"]),
+    }
+}
+
+fn now_secs() -> u64 {
+    HostClock.now_unix_nanos() / 1_000_000_000
+}
+
+impl ClientId {
+    /// Runs the engine; returns the action for the request.
+    fn run(&mut self, allow_fetch: bool) -> Action {
+        let shared = self.shared.clone();
+        let Some(headers) = self.headers.as_ref() else {
+            return Action::Continue;
+        };
+        let now = now_secs();
+        let step = {
+            let mut cache = shared.cache.borrow_mut();
+            let mut view = CacheView {
+                cache: &mut cache,
+                now_secs: now,
+                allow_fetch,
+            };
+            let input = Input {
+                headers,
+                peer: self.peer.as_ref(),
+                now_secs: now,
+            };
+            shared.engine.decide(&input, &mut view)
+        };
+        match step {
+            Step::Done(d) => {
+                let request_id = headers
+                    .first_str("x-request-id")
+                    .and_then(Result::ok)
+                    .map(str::to_string);
+                self.finish(d, request_id.as_deref())
+            }
+            Step::Fetch { issuer } => match self.fetch(issuer) {
+                Some(token) => {
+                    self.pending = Some((token, issuer));
+                    Action::Pause
+                }
+                None => {
+                    // Dispatch failed: record the failure and decide with
+                    // whatever keys exist (stale ones, or none => refused).
+                    shared.metrics.jwks_fetch_failures.inc();
+                    shared.cache.borrow_mut().record(issuer, None, &[], now);
+                    self.run(false)
+                }
+            },
+        }
+    }
+
+    fn fetch(&self, issuer: usize) -> Option<u32> {
+        let iss = self.shared.engine.issuers().get(issuer)?;
+        let crate::engine::KeySource::Remote(r) = &iss.keys else {
+            return None;
+        };
+        self.shared.metrics.jwks_fetches.inc();
+        let authority = r.authority.clone().unwrap_or_else(|| r.cluster.clone());
+        match hostcalls::dispatch_http_call(
+            &r.cluster,
+            vec![
+                (":method", "GET"),
+                (":path", r.path.as_str()),
+                (":authority", authority.as_str()),
+                ("accept", "application/json"),
+            ],
+            None,
+            vec![],
+            Duration::from_millis(r.timeout_ms),
+        ) {
+            Ok(t) => Some(t),
+            Err(st) => {
+                log::warn!(
+                    "gatehouse {FILTER}: JWKS fetch for issuer {} could not be sent: {st:?}",
+                    iss.policy.issuer
+                );
+                None
+            }
+        }
+    }
+
+    fn finish(&mut self, d: Decision, request_id: Option<&str>) -> Action {
+        let m = &self.shared.metrics;
+        match &d.outcome {
+            Outcome::Rejected(r) => {
+                if let Some(c) = m.rejected.get(r.reason) {
+                    c.inc();
+                }
+                log::info!(
+                    "gatehouse {FILTER}: rejected status={} reason={} credential={} request_id={}",
+                    r.status,
+                    r.reason,
+                    r.fingerprint.as_deref().unwrap_or("-"),
+                    request_id.unwrap_or("-")
+                );
+                let body = error_body(r.reason, r.message, request_id);
+                let mut hdrs: Vec<(&str, &str)> = vec![
+                    ("content-type", "application/json"),
+                    ("cache-control", "no-store"),
+                ];
+                for c in &r.challenges {
+                    hdrs.push(("www-authenticate", c.as_str()));
+                }
+                gatehouse_proxy::send_local_reply(r.status, &hdrs, body.as_bytes());
+                return Action::Pause;
+            }
+            Outcome::Identified { method, .. } => match method {
+                crate::config::Method::ApiKey => m.identified_api_key.inc(),
+                crate::config::Method::Jwt => m.identified_jwt.inc(),
+                crate::config::Method::Mtls => m.identified_mtls.inc(),
+            },
+            Outcome::Anonymous => m.anonymous.inc(),
+            Outcome::Unidentified => m.unidentified.inc(),
+            Outcome::Skipped => m.skipped.inc(),
+        }
+        gatehouse_proxy::apply_request_ops(&d.ops);
+        Action::Continue
+    }
+}
+
+impl Context for ClientId {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _t: usize,
+    ) {
+        let Some((expected, issuer)) = self.pending else {
+            return;
+        };
+        if token != expected {
+            return;
+        }
+        self.pending = None;
+        let now = now_secs();
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let ok =
+            num_headers > 0 && status.as_deref() == Some(b"200") && body_size <= MAX_JWKS_BYTES;
+        let body = if ok {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let algs = self
+            .shared
+            .engine
+            .issuers()
+            .get(issuer)
+            .map(|i| i.algs.clone())
+            .unwrap_or_default();
+        let stored = self
+            .shared
+            .cache
+            .borrow_mut()
+            .record(issuer, body.as_deref(), &algs, now);
+        match stored {
+            Some(n) => log::info!("gatehouse {FILTER}: JWKS fetched: {n} keys"),
+            None => {
+                self.shared.metrics.jwks_fetch_failures.inc();
+                log::warn!(
+                    "gatehouse {FILTER}: JWKS fetch failed (status {}, {} bytes); keeping previous keys if any",
+                    status
+                        .as_deref()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default(),
+                    body_size
+                );
+            }
+        }
+        if let Action::Continue = self.run(false) {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+impl HttpContext for ClientId {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        self.headers = Some(gatehouse_proxy::request_headers());
+        if self.shared.engine.needs_peer() {
+            self.peer = Some(read_peer());
+        }
+        self.run(true)
+    }
+}
+
+/// Root context factory (also used by the combined gatehouse.wasm module).
+pub fn new_root(_context_id: u32) -> Box<dyn RootContext> {
+    Box::new(Root::default())
+}
+
+#[cfg(not(feature = "no-entry"))]
+proxy_wasm::main! {{
+    gatehouse_proxy::init_logging();
+    proxy_wasm::set_root_context(new_root);
+}}

@@ -1,0 +1,571 @@
+//! Unit tests of the pure logic (native and wasm32-unknown-unknown).
+//! Tests that need an RSA/EC private key to sign are native-only (key
+//! handling there uses randomness and is slow under the wasm test runner);
+//! HMAC-signed tokens, every verification path and the config checks run in
+//! both worlds.
+
+use crate::cache::{CacheView, JwksCache};
+use crate::config::{Config, RemoteJwks};
+use crate::engine::{Engine, Input, KeysAnswer, Outcome, PeerCert, RemoteKeys, Step};
+use crate::jwt::{self, Alg, JwtError};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use gatehouse_core::{parse_config, HeaderOp, HeaderSnapshot};
+use serde_json::{json, Value};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const NOW: u64 = 1_800_000_000;
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-demo";
+const KEY: &str = "live_key_for_acme_123";
+
+fn sha_hex(s: &str) -> String {
+    gatehouse_core::hex::encode(&crate::apikey::sha256(s.as_bytes()))
+}
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// An HS256 token from raw header and payload JSON.
+fn hs_token(header: Value, payload: Value, secret: &[u8]) -> String {
+    let signing = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let mac = hmac_sha256::HMAC::mac(signing.as_bytes(), secret);
+    format!("{signing}.{}", b64(&mac))
+}
+
+fn claims() -> Value {
+    json!({"iss": "https://idp.test", "sub": "acme", "aud": "api", "exp": NOW + 600, "nbf": NOW - 10, "iat": NOW - 10, "email": "ops@acme.test"})
+}
+
+fn hdr() -> Value {
+    json!({"alg": "HS256", "typ": "JWT", "kid": "hs1"})
+}
+
+fn base_config() -> Value {
+    json!({
+        "clients": [
+            {"id": "acme", "plan": "gold", "labels": {"team": "core"}, "api_keys": [{"sha256": sha_hex(KEY)}]},
+            {"id": "old", "plan": "free", "enabled": false, "api_keys": [{"sha256": sha_hex("disabled_key_0001")}]},
+            {"id": "spiffe-client", "plan": "internal", "certificates": [{"uri_san": "spiffe://test/client"}]}
+        ],
+        "api_key": {"query_param": "api_key", "cookie": "gh_key", "authorization_schemes": ["ApiKey", "Bearer"]},
+        "jwt": {
+            "issuers": [{"issuer": "https://idp.test", "audiences": ["api"],
+                "jwks": {"keys": [{"kty": "oct", "kid": "hs1", "alg": "HS256", "k": b64(SECRET)}]}}],
+            "claims_to_headers": [{"claim": "email", "header": "x-client-email"}]
+        },
+        "mtls": {},
+        "headers": {"label_prefix": "x-client-label-"},
+        "rules": [
+            {"paths": [{"segment_prefix": "/public"}], "mode": "optional"},
+            {"paths": [{"exact": "/healthz"}], "mode": "skip"},
+            {"paths": [{"segment_prefix": "/admin"}], "mode": "required", "allowed_plans": ["internal"]}
+        ],
+        "anonymous": {"client_id": "anon", "plan": "anonymous"},
+        "strip_credentials": true
+    })
+}
+
+fn engine(v: Value) -> Engine {
+    let cfg: Config = parse_config(v.to_string().as_bytes()).unwrap();
+    Engine::build(&cfg).unwrap()
+}
+
+fn config_err(v: Value) -> String {
+    parse_config::<Config>(v.to_string().as_bytes())
+        .unwrap_err()
+        .to_string()
+}
+
+struct NoRemote;
+impl RemoteKeys for NoRemote {
+    fn keys(&mut self, _: usize, _: Option<&str>, _: &RemoteJwks) -> KeysAnswer {
+        KeysAnswer::Unavailable
+    }
+}
+
+fn run(e: &Engine, pairs: &[(&str, &str)], peer: Option<PeerCert>) -> crate::engine::Decision {
+    let mut all = vec![(":authority", "api.test"), (":method", "GET")];
+    if !pairs.iter().any(|(k, _)| *k == ":path") {
+        all.push((":path", "/v1/x"));
+    }
+    all.extend_from_slice(pairs);
+    let h = HeaderSnapshot::from_pairs(all);
+    let input = Input {
+        headers: &h,
+        peer: peer.as_ref(),
+        now_secs: NOW,
+    };
+    match e.decide(&input, &mut NoRemote) {
+        Step::Done(d) => d,
+        Step::Fetch { .. } => panic!("unexpected fetch"),
+    }
+}
+
+fn reason(d: &crate::engine::Decision) -> (u16, &'static str) {
+    match &d.outcome {
+        Outcome::Rejected(r) => (r.status, r.reason),
+        o => panic!("not rejected: {o:?}"),
+    }
+}
+
+fn client(d: &crate::engine::Decision) -> String {
+    match &d.outcome {
+        Outcome::Identified { client_id, .. } => client_id.clone(),
+        o => panic!("not identified: {o:?}"),
+    }
+}
+
+#[test]
+fn api_key_from_every_source() {
+    let e = engine(base_config());
+    for pairs in [
+        vec![("x-api-key", KEY)],
+        vec![("authorization", &*format!("ApiKey {KEY}"))],
+        vec![("authorization", &*format!("Bearer {KEY}"))],
+        vec![(":path", &*format!("/v1/x?a=1&api_key={KEY}"))],
+        vec![("cookie", &*format!("x=1; gh_key={KEY}"))],
+    ] {
+        let d = run(&e, &pairs, None);
+        assert_eq!(client(&d), "acme", "{pairs:?}");
+        assert!(d.ops.contains(&HeaderOp::set("x-client-plan", "gold")));
+        assert!(d
+            .ops
+            .contains(&HeaderOp::set("x-client-label-team", "core")));
+    }
+    // Credential stripping.
+    let d = run(&e, &[(":path", &*format!("/v1/x?a=1&api_key={KEY}"))], None);
+    assert!(d.ops.contains(&HeaderOp::set(":path", "/v1/x?a=1")));
+    let d = run(&e, &[("x-api-key", KEY)], None);
+    assert!(d.ops.contains(&HeaderOp::remove("x-api-key")));
+}
+
+#[test]
+fn spoofed_identity_headers_are_always_removed() {
+    let e = engine(base_config());
+    let spoof = [
+        ("x-client-id", "admin"),
+        ("x-client-plan", "gold"),
+        ("x-client-label-team", "x"),
+        ("x-client-email", "a@b"),
+    ];
+    for extra in [
+        vec![("x-api-key", KEY)],
+        vec![],
+        vec![(":path", "/healthz")],
+        vec![(":path", "/public/a")],
+    ] {
+        let mut pairs = spoof.to_vec();
+        pairs.extend(extra);
+        let d = run(&e, &pairs, None);
+        for n in [
+            "x-client-id",
+            "x-client-plan",
+            "x-client-label-team",
+            "x-client-email",
+        ] {
+            let pos_remove = d.ops.iter().position(|o| *o == HeaderOp::remove(n));
+            assert!(pos_remove.is_some(), "{n} not removed");
+        }
+        let mut h = HeaderSnapshot::from_pairs(pairs.clone());
+        h.apply(&d.ops);
+        assert_ne!(h.first("x-client-id"), Some(&b"admin"[..]));
+    }
+}
+
+#[test]
+fn api_key_rejections() {
+    let e = engine(base_config());
+    assert_eq!(
+        reason(&run(&e, &[("x-api-key", "nope-nope-nope")], None)),
+        (401, "unknown_key")
+    );
+    assert_eq!(
+        reason(&run(&e, &[("x-api-key", "disabled_key_0001")], None)),
+        (403, "disabled_client")
+    );
+    let d = run(&e, &[], None);
+    assert_eq!(reason(&d), (401, "missing_credential"));
+    if let Outcome::Rejected(r) = &d.outcome {
+        assert!(
+            r.challenges
+                .iter()
+                .any(|c| c == "Bearer realm=\"gatehouse\""),
+            "{:?}",
+            r.challenges
+        );
+        assert!(r
+            .challenges
+            .iter()
+            .any(|c| c == "ApiKey realm=\"gatehouse\""));
+    }
+    // An invalid key is refused even where identification is optional.
+    assert_eq!(
+        reason(&run(
+            &e,
+            &[(":path", "/public/x"), ("x-api-key", "bad-bad-bad")],
+            None
+        )),
+        (401, "unknown_key")
+    );
+    // Not allowed here.
+    assert_eq!(
+        reason(&run(&e, &[(":path", "/admin/x"), ("x-api-key", KEY)], None)),
+        (403, "not_allowed")
+    );
+}
+
+#[test]
+fn modes_and_anonymous() {
+    let e = engine(base_config());
+    let d = run(&e, &[(":path", "/public/x")], None);
+    assert_eq!(d.outcome, Outcome::Anonymous);
+    assert!(d.ops.contains(&HeaderOp::set("x-client-id", "anon")));
+    let d = run(&e, &[(":path", "/healthz"), ("x-api-key", "garbage")], None);
+    assert_eq!(d.outcome, Outcome::Skipped);
+}
+
+#[test]
+fn mtls_identification() {
+    let e = engine(base_config());
+    let peer = PeerCert {
+        present: true,
+        uri_san: Some("spiffe://test/client".into()),
+        subject: Some("CN=x".into()),
+        sha256: Some("ab".repeat(32)),
+    };
+    let d = run(&e, &[(":path", "/admin/x")], Some(peer));
+    assert_eq!(client(&d), "spiffe-client");
+    let peer = PeerCert {
+        present: true,
+        uri_san: Some("spiffe://test/other".into()),
+        subject: None,
+        sha256: Some("cd".repeat(32)),
+    };
+    assert_eq!(
+        reason(&run(&e, &[], Some(peer))),
+        (401, "unknown_certificate")
+    );
+    // No certificate: falls to the other methods.
+    assert_eq!(
+        client(&run(&e, &[("x-api-key", KEY)], Some(PeerCert::default()))),
+        "acme"
+    );
+}
+
+#[test]
+fn jwt_accepts_and_copies_claims() {
+    let e = engine(base_config());
+    let t = hs_token(hdr(), claims(), SECRET);
+    let d = run(&e, &[("authorization", &format!("Bearer {t}"))], None);
+    assert_eq!(client(&d), "acme");
+    // acme is a configured client: its plan applies.
+    assert!(d.ops.contains(&HeaderOp::set("x-client-plan", "gold")));
+    assert!(d
+        .ops
+        .contains(&HeaderOp::set("x-client-email", "ops@acme.test")));
+    assert!(d.ops.contains(&HeaderOp::remove("authorization")));
+}
+
+#[test]
+fn jwt_rejections() {
+    let e = engine(base_config());
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        hs_token(hdr(), c, SECRET)
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (with(&|c| c["exp"] = json!(NOW - 120)), "expired"),
+        (with(&|c| c["nbf"] = json!(NOW + 120)), "not_yet_valid"),
+        (
+            with(&|c| c["iss"] = json!("https://evil.test")),
+            "wrong_issuer",
+        ),
+        (with(&|c| c["aud"] = json!("other")), "wrong_audience"),
+        (
+            hs_token(hdr(), claims(), b"another-secret-another-secret-xx"),
+            "bad_signature",
+        ),
+        (
+            hs_token(json!({"alg": "HS256", "kid": "nope"}), claims(), SECRET),
+            "unknown_kid",
+        ),
+        (
+            hs_token(json!({"alg": "HS512", "kid": "hs1"}), claims(), SECRET),
+            "algorithm_not_allowed",
+        ),
+        (
+            format!(
+                "{}.{}.",
+                b64(br#"{"alg":"none"}"#),
+                b64(claims().to_string().as_bytes())
+            ),
+            "alg_none",
+        ),
+        (
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("sub");
+            }),
+            "missing_claim",
+        ),
+        ("a.b.c".to_string(), "malformed_token"),
+    ];
+    for (t, want) in cases {
+        let d = run(&e, &[("authorization", &format!("Bearer {t}"))], None);
+        let (status, r) = reason(&d);
+        assert_eq!((status, r), (401, want), "{t}");
+        if let Outcome::Rejected(rj) = &d.outcome {
+            assert!(
+                rj.challenges
+                    .iter()
+                    .any(|c| c.starts_with("Bearer realm=\"gatehouse\", error=\"invalid_token\"")),
+                "{:?}",
+                rj.challenges
+            );
+        }
+    }
+    // Tampered payload: same signature, different claims.
+    let good = hs_token(hdr(), claims(), SECRET);
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut c = claims();
+    c["sub"] = json!("admin");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(c.to_string().as_bytes()),
+        parts[2]
+    );
+    assert_eq!(
+        reason(&run(
+            &e,
+            &[("authorization", &format!("Bearer {tampered}"))],
+            None
+        )),
+        (401, "bad_signature")
+    );
+    // Skew: expired 30 s ago is still fine with the default 60 s skew.
+    let t = with(&|c| c["exp"] = json!(NOW - 30));
+    assert_eq!(
+        client(&run(&e, &[("authorization", &format!("Bearer {t}"))], None)),
+        "acme"
+    );
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let e = config_err(json!({"clients": [{"id": "a", "api_keys": [{"sha256": "xyz"}]}]}));
+    assert!(e.contains("clients[0].api_keys[0].sha256"), "{e}");
+    let h = sha_hex("k1-k1-k1-k1");
+    let e = config_err(
+        json!({"clients": [{"id": "a", "api_keys": [{"sha256": h}]}, {"id": "b", "api_keys": [{"sha256": h}]}]}),
+    );
+    assert!(
+        e.contains("clients[1].api_keys[0]") && e.contains("duplicate"),
+        "{e}"
+    );
+    let e = config_err(json!({"clients": [{"id": "a", "api_keys": [{"key": "plainplain"}]}]}));
+    assert!(e.contains("allow_plain_keys"), "{e}");
+    assert!(parse_config::<Config>(json!({"api_key": {"allow_plain_keys": true}, "clients": [{"id": "a", "api_keys": [{"key": "plainplain"}]}]}).to_string().as_bytes()).is_ok());
+    let iss = |jwks: Value, algs: Option<Value>| {
+        let mut i = json!({"issuer": "x", "jwks": jwks});
+        if let Some(a) = algs {
+            i["algorithms"] = a;
+        }
+        json!({"jwt": {"issuers": [i]}})
+    };
+    let e = config_err(iss(
+        json!({"keys": [{"kty": "RSA", "n": "!!", "e": "AQAB"}]}),
+        None,
+    ));
+    assert!(e.contains("jwt.issuers[0].jwks.keys[0].n"), "{e}");
+    let e = config_err(iss(json!({"nokeys": []}), None));
+    assert!(e.contains("jwt.issuers[0].jwks.keys"), "{e}");
+    let e = config_err(iss(
+        json!({"keys": [{"kty": "oct", "k": b64(SECRET)}]}),
+        Some(json!(["HS256", "XS999"])),
+    ));
+    assert!(
+        e.contains("jwt.issuers[0].algorithms[1]") && e.contains("unknown algorithm"),
+        "{e}"
+    );
+    let e = config_err(iss(
+        json!({"keys": [{"kty": "oct", "k": b64(SECRET)}]}),
+        Some(json!(["none"])),
+    ));
+    assert!(e.contains("algorithms[0]"), "{e}");
+    let e = config_err(iss(
+        json!({"keys": [{"kty": "oct", "alg": "RS256", "k": b64(SECRET)}]}),
+        None,
+    ));
+    assert!(e.contains("keys[0].alg"), "{e}");
+    let e = config_err(iss(
+        json!({"keys": [{"kty": "oct", "alg": "HS999", "k": b64(SECRET)}]}),
+        None,
+    ));
+    assert!(
+        e.contains("keys[0].alg") && e.contains("unknown algorithm"),
+        "{e}"
+    );
+    let e = config_err(json!({"methods": ["jwt"]}));
+    assert!(e.contains("methods[0]"), "{e}");
+    let e = config_err(json!({"headers": {"client_id": "X-Bad"}, "anonymous": {}}));
+    assert!(e.contains("headers.client_id"), "{e}");
+    let e = config_err(json!({"unknown": 1}));
+    assert!(e.contains("unknown field"), "{e}");
+    let e = config_err(json!({}));
+    assert!(e.contains("methods"), "{e}");
+}
+
+#[test]
+fn remote_cache_policy() {
+    let r = RemoteJwks {
+        cluster: "c".into(),
+        path: "/jwks".into(),
+        authority: None,
+        cache_seconds: 300,
+        min_refresh_interval_seconds: 30,
+        timeout_ms: 1000,
+    };
+    let mut cache = JwksCache::default();
+    let ask = |cache: &mut JwksCache, now: u64, kid: Option<&str>, allow: bool| {
+        let mut v = CacheView {
+            cache,
+            now_secs: now,
+            allow_fetch: allow,
+        };
+        match v.keys(0, kid, &r) {
+            KeysAnswer::Keys(_) => "keys",
+            KeysAnswer::Fetch => "fetch",
+            KeysAnswer::Unavailable => "unavailable",
+        }
+    };
+    assert_eq!(ask(&mut cache, 100, Some("a"), true), "fetch");
+    // Fetch failed, no keys: refused until the interval passes.
+    assert_eq!(cache.record(0, None, &jwt::ALL_ALGS, 100), None);
+    assert_eq!(ask(&mut cache, 101, Some("a"), false), "unavailable");
+    assert_eq!(ask(&mut cache, 110, Some("a"), true), "unavailable");
+    assert_eq!(ask(&mut cache, 131, Some("a"), true), "fetch");
+    let doc = json!({"keys": [{"kty": "oct", "kid": "a", "k": b64(SECRET)}, {"kty": "weird"}]})
+        .to_string();
+    assert_eq!(
+        cache.record(0, Some(doc.as_bytes()), &jwt::ALL_ALGS, 131),
+        Some(1)
+    );
+    assert_eq!(ask(&mut cache, 132, Some("a"), true), "keys");
+    // Unknown kid: one refresh per interval.
+    assert_eq!(ask(&mut cache, 170, Some("b"), true), "fetch");
+    assert_eq!(ask(&mut cache, 171, Some("b"), true), "keys");
+    // Stale and the refresh fails: stale keys keep serving.
+    assert_eq!(ask(&mut cache, 500, Some("a"), true), "fetch");
+    assert_eq!(
+        cache.record(0, Some(b"not json"), &jwt::ALL_ALGS, 500),
+        None
+    );
+    assert_eq!(ask(&mut cache, 500, Some("a"), false), "keys");
+    assert_eq!(ask(&mut cache, 501, Some("a"), true), "keys");
+}
+
+#[test]
+fn peek_and_shapes() {
+    assert!(jwt::looks_like_jwt("a.b.c"));
+    assert!(!jwt::looks_like_jwt("abc"));
+    assert_eq!(jwt::peek("a.b", 100), Err(JwtError::Malformed));
+    let t = hs_token(hdr(), claims(), SECRET);
+    assert_eq!(jwt::peek(&t, 10), Err(JwtError::TooLong));
+    let p = jwt::peek(&t, 8192).unwrap();
+    assert_eq!(p.alg, Alg::HS256);
+    assert_eq!(p.kid.as_deref(), Some("hs1"));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod asymmetric {
+    use super::*;
+    use jwt_simple::prelude::*;
+
+    fn rsa() -> RS256KeyPair {
+        RS256KeyPair::from_pem(include_str!("../testdata/rsa-test-key.pem")).unwrap()
+    }
+
+    fn rsa_jwk(kp: &RS256KeyPair) -> Value {
+        let c = kp.public_key().to_components();
+        json!({"kty": "RSA", "kid": "rsa1", "n": b64(&c.n), "e": b64(&c.e)})
+    }
+
+    fn std_claims() -> JWTClaims<NoCustomClaims> {
+        JWTClaims {
+            issued_at: Some(UnixTimeStamp::from_secs(NOW - 10)),
+            expires_at: Some(UnixTimeStamp::from_secs(NOW + 600)),
+            invalid_before: None,
+            issuer: Some("https://rsa.test".into()),
+            subject: Some("rsa-client".into()),
+            audiences: None,
+            jwt_id: None,
+            nonce: None,
+            custom: NoCustomClaims {},
+        }
+    }
+
+    #[test]
+    fn rsa_ps_es_eddsa_verify_and_hs256_with_rsa_key_is_refused() {
+        let kp = rsa().with_key_id("rsa1");
+        let es = ES256KeyPair::generate().with_key_id("es1");
+        let ed = Ed25519KeyPair::generate().with_key_id("ed1");
+        let esj: Value = serde_json::from_str(&es.public_key().to_jwk()).unwrap();
+        let edj: Value = serde_json::from_str(&ed.public_key().to_jwk()).unwrap();
+        let mut esj = esj;
+        esj["kid"] = json!("es1");
+        let mut edj = edj;
+        edj["kid"] = json!("ed1");
+        let e = engine(
+            json!({"jwt": {"issuers": [{"issuer": "https://rsa.test", "jwks": {"keys": [rsa_jwk(&kp), esj, edj]}}]}}),
+        );
+        let go = |t: String| run(&e, &[("authorization", &format!("Bearer {t}"))], None);
+        assert_eq!(client(&go(kp.sign(std_claims()).unwrap())), "rsa-client");
+        let ps = PS256KeyPair::from_pem(include_str!("../testdata/rsa-test-key.pem"))
+            .unwrap()
+            .with_key_id("rsa1");
+        assert_eq!(client(&go(ps.sign(std_claims()).unwrap())), "rsa-client");
+        assert_eq!(client(&go(es.sign(std_claims()).unwrap())), "rsa-client");
+        assert_eq!(client(&go(ed.sign(std_claims()).unwrap())), "rsa-client");
+        // The classic confusion attack: HS256 keyed with the RSA public key.
+        let pem = kp.public_key().to_pem().unwrap();
+        let c = json!({"iss": "https://rsa.test", "sub": "admin", "exp": NOW + 600});
+        let t = hs_token(
+            json!({"alg": "HS256", "kid": "rsa1"}),
+            c.clone(),
+            pem.as_bytes(),
+        );
+        assert_eq!(reason(&go(t)), (401, "algorithm_not_allowed"));
+        let t = hs_token(json!({"alg": "HS256"}), c, pem.as_bytes());
+        assert_eq!(reason(&go(t)), (401, "algorithm_not_allowed"));
+        // RS256 signature under the ES256 kid.
+        let other = rsa().with_key_id("es1");
+        assert_eq!(
+            reason(&go(other.sign(std_claims()).unwrap())),
+            (401, "algorithm_not_allowed")
+        );
+    }
+}
+
+#[test]
+fn example_config_accepts_the_demo_credentials() {
+    let e = engine(serde_json::from_str(include_str!("../example.json")).unwrap());
+    let cred: Value = serde_json::from_str(include_str!("../demo-credentials.json")).unwrap();
+    let key = cred["api_key"].as_str().unwrap();
+    assert_eq!(client(&run(&e, &[("x-api-key", key)], None)), "demo");
+    let t = cred["jwt"].as_str().unwrap();
+    let d = run(&e, &[("authorization", &format!("Bearer {t}"))], None);
+    assert_eq!(client(&d), "demo-jwt-client");
+    assert!(d.ops.contains(&HeaderOp::set("x-client-plan", "silver")));
+    let k = cred["disabled_api_key"].as_str().unwrap();
+    assert_eq!(
+        reason(&run(&e, &[("x-api-key", k)], None)),
+        (403, "disabled_client")
+    );
+}
