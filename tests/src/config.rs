@@ -18,29 +18,64 @@ pub struct WasmFilter {
     /// `FAIL_CLOSED` (default), `FAIL_OPEN`, `FAIL_RELOAD`.
     pub failure_policy: Option<String>,
     pub vm_id: String,
+    /// Set when a test chose the module or root id itself: such a filter is
+    /// never re-delivered through gatehouse.wasm.
+    pub pinned: bool,
+}
+
+/// How the harness delivers gatehouse filters to Envoy, from
+/// `$GATEHOUSE_DELIVERY` (`make test` runs the suite in all three):
+/// - `separate` (default): `dist/<filter>.wasm`, one module per filter;
+/// - `shared`: every filter from `dist/gatehouse.wasm`, selected by root id,
+///   one VM per worker shared by all of them;
+/// - `fused`: consecutive gatehouse filters become stages of one `chain`
+///   filter from `dist/gatehouse.wasm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Separate,
+    Shared,
+    Fused,
+}
+
+impl Delivery {
+    pub fn from_env() -> Delivery {
+        match std::env::var("GATEHOUSE_DELIVERY").as_deref() {
+            Ok("shared") => Delivery::Shared,
+            Ok("fused") => Delivery::Fused,
+            Ok("separate") | Ok("") | Err(_) => Delivery::Separate,
+            Ok(other) => panic!("GATEHOUSE_DELIVERY={other}: expected separate, shared or fused"),
+        }
+    }
 }
 
 impl WasmFilter {
     /// The filter `name` from `dist/<name>.wasm` with this JSON config.
     pub fn new(name: &str, config: Value) -> WasmFilter {
+        let wasm = match Delivery::from_env() {
+            Delivery::Separate => crate::wasm_path(name),
+            Delivery::Shared | Delivery::Fused => crate::wasm_path("gatehouse"),
+        };
         WasmFilter {
             name: name.to_string(),
             root_id: name.to_string(),
-            wasm: crate::wasm_path(name),
+            wasm,
             config,
             raw_config: None,
             failure_policy: None,
             vm_id: String::new(),
+            pinned: false,
         }
     }
 
     pub fn root_id(mut self, root_id: &str) -> Self {
         self.root_id = root_id.to_string();
+        self.pinned = true;
         self
     }
 
     pub fn wasm(mut self, path: PathBuf) -> Self {
         self.wasm = path;
+        self.pinned = true;
         self
     }
 
@@ -56,7 +91,35 @@ impl WasmFilter {
 
     pub fn vm_id(mut self, vm_id: &str) -> Self {
         self.vm_id = vm_id.to_string();
+        self.pinned = true;
         self
+    }
+
+    /// This filter's configuration as one stage of the fused chain: the JSON
+    /// object, or the raw string when a test sends raw bytes.
+    fn stage_config(&self) -> Value {
+        match &self.raw_config {
+            Some(raw) => Value::String(raw.clone()),
+            None => self.config.clone(),
+        }
+    }
+
+    /// Several filters as one fused `chain` filter of gatehouse.wasm.
+    fn fuse(group: &[WasmFilter]) -> WasmFilter {
+        let mut stages = serde_json::Map::new();
+        for f in group {
+            stages.insert(f.name.clone(), f.stage_config());
+        }
+        WasmFilter {
+            name: "chain".to_string(),
+            root_id: "chain".to_string(),
+            wasm: crate::wasm_path("gatehouse"),
+            config: Value::Object(stages),
+            raw_config: None,
+            failure_policy: group.iter().find_map(|f| f.failure_policy.clone()),
+            vm_id: String::new(),
+            pinned: true,
+        }
     }
 
     /// The `PluginConfig` message (also used for ECDS).
@@ -114,11 +177,52 @@ pub struct TlsListener {
     pub require_client_cert: bool,
 }
 
+/// One HTTP filter of the chain.
+#[derive(Debug, Clone)]
+pub enum FilterEntry {
+    Wasm(WasmFilter),
+    /// Any filter as JSON (native filters, ECDS entries).
+    Raw(Value),
+}
+
+/// The filters as Envoy JSON, fusing consecutive gatehouse filters into
+/// one chain filter when the delivery is `fused`.
+pub fn render_filters(entries: &[FilterEntry], delivery: Delivery) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut group: Vec<WasmFilter> = Vec::new();
+    let flush = |group: &mut Vec<WasmFilter>, out: &mut Vec<Value>| {
+        if !group.is_empty() {
+            out.push(WasmFilter::fuse(group).http_filter());
+            group.clear();
+        }
+    };
+    for e in entries {
+        match e {
+            FilterEntry::Wasm(f) if delivery == Delivery::Fused && !f.pinned => {
+                if group.iter().any(|g| g.name == f.name) {
+                    flush(&mut group, &mut out);
+                }
+                group.push(f.clone());
+            }
+            FilterEntry::Wasm(f) => {
+                flush(&mut group, &mut out);
+                out.push(f.http_filter());
+            }
+            FilterEntry::Raw(v) => {
+                flush(&mut group, &mut out);
+                out.push(v.clone());
+            }
+        }
+    }
+    flush(&mut group, &mut out);
+    out
+}
+
 /// An Envoy bootstrap under construction.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
-    /// HTTP filters before the router, in order (Wasm or native, as JSON).
-    pub http_filters: Vec<Value>,
+    /// HTTP filters before the router, in order.
+    pub http_filters: Vec<FilterEntry>,
     pub clusters: Vec<Cluster>,
     /// Routes of the single virtual host (`domains: ["*"]`); default: all to
     /// the first cluster.
@@ -161,13 +265,13 @@ impl EnvoyConfig {
     }
 
     pub fn filter(mut self, f: WasmFilter) -> Self {
-        self.http_filters.push(f.http_filter());
+        self.http_filters.push(FilterEntry::Wasm(f));
         self
     }
 
     /// Any HTTP filter as JSON (native filters, ECDS entries).
     pub fn raw_filter(mut self, v: Value) -> Self {
-        self.http_filters.push(v);
+        self.http_filters.push(FilterEntry::Raw(v));
         self
     }
 
@@ -233,7 +337,7 @@ impl EnvoyConfig {
                 })
             }
         };
-        let mut filters = self.http_filters.clone();
+        let mut filters = render_filters(&self.http_filters, Delivery::from_env());
         filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}

@@ -261,7 +261,8 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let failed = std::thread::panicking();
+        if failed {
             eprintln!(
                 "===== Envoy log ({}) =====\n{}\n===== end of Envoy log =====",
                 self.log_path.display(),
@@ -269,6 +270,10 @@ impl Drop for Envoy {
             );
         }
         self.stop();
+        // Keep the files of a failed test for inspection; tidy up otherwise.
+        if !failed && std::env::var_os("GATEHOUSE_KEEP_SCRATCH").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -27,7 +27,7 @@ pub mod pki;
 pub mod run;
 
 pub use client::{Request, Response};
-pub use config::{Cluster, EnvoyConfig, TlsListener, WasmFilter};
+pub use config::{Cluster, Delivery, EnvoyConfig, FilterEntry, TlsListener, WasmFilter};
 pub use echo::{Echo, EchoSeen};
 pub use envoy::{Envoy, StartFailure};
 pub use pki::TestPki;
