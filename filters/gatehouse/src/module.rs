@@ -45,7 +45,7 @@ impl Context for DispatchRoot {
     }
 
     fn on_done(&mut self) -> bool {
-        self.inner.as_mut().map_or(true, |i| i.on_done())
+        self.inner.as_mut().is_none_or(|i| i.on_done())
     }
 }
 
