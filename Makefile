@@ -20,7 +20,10 @@ WBG_RUNNER := $(WBG_ROOT)/bin/wasm-bindgen-test-runner
 # Every filter crate that has an adapter (src/filter.rs) is built.
 FILTERS := $(sort $(patsubst filters/%/src/filter.rs,%,$(wildcard filters/*/src/filter.rs)))
 # Crates holding pure logic (tested natively and under wasm32-unknown-unknown).
-PURE_CRATES := gatehouse-core $(FILTERS)
+PURE_CRATES := gatehouse-core $(FILTERS) gatehouse
+# The per-filter end-to-end tests, which also run against gatehouse.wasm
+# (shared module and fused chain).
+FILTER_E2E_TESTS := $(sort $(basename $(notdir $(foreach f,$(FILTERS) chain,$(wildcard tests/tests/$(subst -,_,$(f))*.rs)))))
 DIST := $(ROOT)/dist
 WASM_TARGET := wasm32-wasip1
 
@@ -61,7 +64,11 @@ build: .venv/.rust-targets
 	@for f in $(FILTERS); do \
 	  cp target/$(WASM_TARGET)/release/$${f//-/_}.wasm $(DIST)/$$f.wasm; \
 	done
-	@echo "built filters:"; for f in $(FILTERS); do printf '  %-28s %8d bytes\n' "dist/$$f.wasm" $$(stat -c %s $(DIST)/$$f.wasm); done
+	# gatehouse.wasm links every filter as a library (feature no-entry): a
+	# separate target dir keeps those builds from replacing the filters' own.
+	cargo build --release --target $(WASM_TARGET) -p gatehouse --target-dir target/module
+	cp target/module/$(WASM_TARGET)/release/gatehouse.wasm $(DIST)/gatehouse.wasm
+	@echo "built filters:"; for f in $(FILTERS) gatehouse; do printf '  %-28s %8d bytes\n' "dist/$$f.wasm" $$(stat -c %s $(DIST)/$$f.wasm); done
 
 # --- test ------------------------------------------------------------------
 
@@ -70,7 +77,8 @@ fmt-check:
 
 clippy: .venv/.rust-targets
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) gatehouse-proxy -- -D warnings
+	cargo clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -p gatehouse-proxy -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p gatehouse --target-dir target/module -- -D warnings
 
 unit-test:
 	cargo test $(addprefix -p ,$(PURE_CRATES))
@@ -84,6 +92,10 @@ e2e-test: setup build
 	@for v in $(ENVOY_TEST_VERSIONS); do \
 	  echo "== end-to-end suite on Envoy $$v"; \
 	  ENVOY_BIN=$(VENV)/envoy-$$v/envoy/_bin/envoy cargo test -p gatehouse-e2e -- --test-threads 2; \
+	done
+	@for mode in shared fused; do \
+	  echo "== per-filter end-to-end tests on Envoy $(ENVOY_VERSION), delivery: $$mode (dist/gatehouse.wasm)"; \
+	  GATEHOUSE_DELIVERY=$$mode cargo test -p gatehouse-e2e $(addprefix --test ,$(FILTER_E2E_TESTS)) -- --test-threads 2; \
 	done
 
 test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests e2e-test
