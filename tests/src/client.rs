@@ -141,7 +141,11 @@ pub fn parse_response(buf: &[u8]) -> Option<Response> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
+    // A response to HEAD (or a 1xx/204/304) has no body whatever its
+    // framing headers say; with `connection: close` nothing follows.
+    let body = if raw_body.is_empty() {
+        Vec::new()
+    } else if chunked {
         dechunk(raw_body)?
     } else if let Some(len) = headers
         .iter()
