@@ -17,6 +17,7 @@ use std::rc::Rc;
 #[derive(Debug, Clone, Default)]
 pub struct IssuerState {
     pub keys: Option<Rc<KeySet>>,
+    /// Times in milliseconds since the epoch.
     pub fetched_at: u64,
     pub last_attempt: Option<u64>,
     pub last_failure: Option<u64>,
@@ -31,23 +32,25 @@ pub struct JwksCache {
 /// A view of the cache at one instant, with fetching allowed or not.
 pub struct CacheView<'a> {
     pub cache: &'a mut JwksCache,
-    pub now_secs: u64,
+    /// Milliseconds since the epoch (second granularity would let two
+    /// refreshes happen less than one interval apart).
+    pub now_ms: u64,
     /// False on the second pass after a fetch: use what is there.
     pub allow_fetch: bool,
 }
 
 impl RemoteKeys for CacheView<'_> {
     fn keys(&mut self, issuer: usize, kid: Option<&str>, cfg: &RemoteJwks) -> KeysAnswer {
-        let now = self.now_secs;
+        let now = self.now_ms;
         let st = self.cache.issuers.entry(issuer).or_default();
-        let interval_passed = st
-            .last_attempt
-            .is_none_or(|t| now >= t.saturating_add(cfg.min_refresh_interval_seconds));
+        let interval_passed = st.last_attempt.is_none_or(|t| {
+            now >= t.saturating_add(cfg.min_refresh_interval_seconds.saturating_mul(1000))
+        });
         match &st.keys {
             None => {
-                let recently_failed = st
-                    .last_failure
-                    .is_some_and(|t| now < t.saturating_add(cfg.min_refresh_interval_seconds));
+                let recently_failed = st.last_failure.is_some_and(|t| {
+                    now < t.saturating_add(cfg.min_refresh_interval_seconds.saturating_mul(1000))
+                });
                 if self.allow_fetch && !recently_failed {
                     st.last_attempt = Some(now);
                     KeysAnswer::Fetch
@@ -56,7 +59,10 @@ impl RemoteKeys for CacheView<'_> {
                 }
             }
             Some(keys) => {
-                let stale = now >= st.fetched_at.saturating_add(cfg.cache_seconds);
+                let stale = now
+                    >= st
+                        .fetched_at
+                        .saturating_add(cfg.cache_seconds.saturating_mul(1000));
                 let unknown_kid = kid.is_some_and(|k| !keys.has_kid(k));
                 if self.allow_fetch && (stale || unknown_kid) && interval_passed {
                     st.last_attempt = Some(now);
@@ -78,7 +84,7 @@ impl JwksCache {
         issuer: usize,
         body: Option<&[u8]>,
         algs: &[Alg],
-        now: u64,
+        now_ms: u64,
     ) -> Option<usize> {
         let st = self.issuers.entry(issuer).or_default();
         let parsed = body
@@ -88,12 +94,12 @@ impl JwksCache {
             Some(ks) => {
                 let n = ks.keys.len();
                 st.keys = Some(Rc::new(ks));
-                st.fetched_at = now;
+                st.fetched_at = now_ms;
                 st.last_failure = None;
                 Some(n)
             }
             None => {
-                st.last_failure = Some(now);
+                st.last_failure = Some(now_ms);
                 None
             }
         }

@@ -137,8 +137,8 @@ fn read_peer() -> PeerCert {
     }
 }
 
-fn now_secs() -> u64 {
-    HostClock.now_unix_nanos() / 1_000_000_000
+fn now_ms() -> u64 {
+    HostClock.now_unix_millis()
 }
 
 impl ClientId {
@@ -148,12 +148,13 @@ impl ClientId {
         let Some(headers) = self.headers.as_ref() else {
             return Action::Continue;
         };
-        let now = now_secs();
+        let now_ms = now_ms();
+        let now = now_ms / 1000;
         let step = {
             let mut cache = shared.cache.borrow_mut();
             let mut view = CacheView {
                 cache: &mut cache,
-                now_secs: now,
+                now_ms,
                 allow_fetch,
             };
             let input = Input {
@@ -180,7 +181,7 @@ impl ClientId {
                     // Dispatch failed: record the failure and decide with
                     // whatever keys exist (stale ones, or none => refused).
                     shared.metrics.jwks_fetch_failures.inc();
-                    shared.cache.borrow_mut().record(issuer, None, &[], now);
+                    shared.cache.borrow_mut().record(issuer, None, &[], now_ms);
                     self.run(false)
                 }
             },
@@ -271,7 +272,7 @@ impl Context for ClientId {
             return;
         }
         self.pending = None;
-        let now = now_secs();
+        let now = now_ms();
         let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten();

@@ -436,7 +436,7 @@ fn remote_cache_policy() {
     let ask = |cache: &mut JwksCache, now: u64, kid: Option<&str>, allow: bool| {
         let mut v = CacheView {
             cache,
-            now_secs: now,
+            now_ms: now * 1000,
             allow_fetch: allow,
         };
         match v.keys(0, kid, &r) {
@@ -447,14 +447,14 @@ fn remote_cache_policy() {
     };
     assert_eq!(ask(&mut cache, 100, Some("a"), true), "fetch");
     // Fetch failed, no keys: refused until the interval passes.
-    assert_eq!(cache.record(0, None, &jwt::ALL_ALGS, 100), None);
+    assert_eq!(cache.record(0, None, &jwt::ALL_ALGS, 100_000), None);
     assert_eq!(ask(&mut cache, 101, Some("a"), false), "unavailable");
     assert_eq!(ask(&mut cache, 110, Some("a"), true), "unavailable");
     assert_eq!(ask(&mut cache, 131, Some("a"), true), "fetch");
     let doc = json!({"keys": [{"kty": "oct", "kid": "a", "k": b64(SECRET)}, {"kty": "weird"}]})
         .to_string();
     assert_eq!(
-        cache.record(0, Some(doc.as_bytes()), &jwt::ALL_ALGS, 131),
+        cache.record(0, Some(doc.as_bytes()), &jwt::ALL_ALGS, 131_000),
         Some(1)
     );
     assert_eq!(ask(&mut cache, 132, Some("a"), true), "keys");
@@ -464,7 +464,7 @@ fn remote_cache_policy() {
     // Stale and the refresh fails: stale keys keep serving.
     assert_eq!(ask(&mut cache, 500, Some("a"), true), "fetch");
     assert_eq!(
-        cache.record(0, Some(b"not json"), &jwt::ALL_ALGS, 500),
+        cache.record(0, Some(b"not json"), &jwt::ALL_ALGS, 500_000),
         None
     );
     assert_eq!(ask(&mut cache, 500, Some("a"), false), "keys");
