@@ -98,7 +98,7 @@ e2e-test: setup build
 	  GATEHOUSE_DELIVERY=$$mode cargo test -p gatehouse-e2e $(addprefix --test ,$(FILTER_E2E_TESTS)) -- --test-threads 2; \
 	done
 
-test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests e2e-test
+test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests validate-compose e2e-test
 	@echo "make test: all checks passed"
 
 # --- run -------------------------------------------------------------------
@@ -128,7 +128,7 @@ TAG ?= $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
 REGISTRY ?=
 COMPOSE_FILE := envoy-test/docker-compose.yaml
 
-.PHONY: delivery-setup deb-tools image push validate-manifests validate-compose compose-up manifests-sync
+.PHONY: delivery-setup deb-tools image push validate-manifests validate-compose compose-config compose-up manifests-sync
 
 delivery-setup: $(ENVOY_OLD_BIN) $(KUBECTL) $(VENV)/.cloudcoil-istio-$(CLOUDCOIL_ISTIO_VERSION) deb-tools
 
@@ -169,3 +169,18 @@ validate-manifests: delivery-setup
 # Copies filters/<filter>/example.json into the manifests' pluginConfig.
 manifests-sync:
 	python3 manifests/sync-plugin-config.py
+
+# docker-compose accepts the harness file (no Docker engine needed); the
+# end-to-end suite (tests/tests/delivery_compose.rs) also checks its Envoy
+# config is the `make run` one and runs `envoy --mode validate` on it.
+validate-compose: deb-tools
+	cd envoy-test && docker-compose -f docker-compose.yaml config -q
+	@echo "validate-compose: $(COMPOSE_FILE) is valid"
+
+# Regenerates envoy-test/envoy.yaml from the `make run` config.
+compose-config: setup
+	GATEHOUSE_WRITE_COMPOSE_CONFIG=1 cargo test -p gatehouse-e2e --test delivery_compose -- --test-threads 1
+
+# For people with Docker: the filters in the official Envoy image.
+compose-up: build
+	cd envoy-test && if docker compose version >/dev/null 2>&1; then docker compose up --build; else DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 docker-compose up --build; fi

@@ -161,23 +161,20 @@ fn loaded_filter_chain(envoy: &Envoy) -> Vec<String> {
     chains.swap_remove(0)
 }
 
-/// The request that gets through every filter to an upstream: a plain GET
-/// when no filter asks for credentials, else the documented demo request
-/// (`make run`) that must answer 200.
+/// The request that gets through every filter to an upstream: with
+/// client-id in the chain, it carries the documented demo API key
+/// (filters/client-id/demo-credentials.json, which matches the example
+/// config the manifest carries).
 fn pass_through(g: &Gateway, host: &str) -> (bool, Request) {
+    let req = Request::get("/ecds").host(host);
     if !g.has("client-id") {
-        return (g.has("https-redirect"), Request::get("/ecds").host(host));
+        return (g.has("https-redirect"), req);
     }
-    let built: Vec<&str> = g.plugins.iter().map(|p| p.filter.as_str()).collect();
-    let demo = demos(&built)
-        .into_iter()
-        .find(|d| d.expect_status == 200 && d.repeat <= 1)
-        .expect(
-            "client-id is configured: a `make run` demo request answering 200 is needed to pass it",
-        );
-    let mut req = demo.request.clone();
-    req.authority = host.to_string();
-    (demo.tls, req)
+    let path = repo_root().join("filters/client-id/demo-credentials.json");
+    let creds: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let key = creds["api_key"].as_str().unwrap();
+    let header = creds["api_key_header"].as_str().unwrap();
+    (g.has("https-redirect"), req.header(header, key))
 }
 
 #[test]
@@ -295,6 +292,25 @@ fn the_gateway_runs_what_istiod_would_send_for_the_manifests() {
         }
         if g.has("request-id") {
             assert!(seen.header(&id_header).is_some());
+        }
+        if g.has("client-id") && g.plugin("client-id").plugin_config.get("headers").is_none() {
+            // client-id told the upstream who called (default header).
+            let creds: Value = serde_json::from_slice(
+                &std::fs::read(repo_root().join("filters/client-id/demo-credentials.json"))
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                seen.header("x-client-id"),
+                creds["api_key_client"].as_str(),
+                "{host}"
+            );
+        }
+        if g.has("rate-limit")
+            && g.plugin("rate-limit").plugin_config["headers"] == json!("x_ratelimit")
+        {
+            // rate-limit counted the request (after client-id: per client).
+            assert!(r.header("x-ratelimit-limit").is_some(), "{:?}", r.headers);
         }
         check_id(&r, host);
     }

@@ -229,8 +229,8 @@ fn envoy_route_match(m: &Value) -> Result<Value, String> {
             other => return Err(format!("match.{other} is not supported here")),
         }
     }
-    if !headers.is_empty() {
-        out["headers"] = Value::Array(headers);
+    if let (false, Some(o)) = (headers.is_empty(), out.as_object_mut()) {
+        o.insert("headers".to_string(), Value::Array(headers));
     }
     Ok(out)
 }
