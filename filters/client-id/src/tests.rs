@@ -569,3 +569,74 @@ fn example_config_accepts_the_demo_credentials() {
         (403, "disabled_client")
     );
 }
+
+#[test]
+fn method_order_decides_and_bearer_is_shared_sensibly() {
+    let key_hash = sha_hex(KEY);
+    let cfg = |methods: Value| {
+        json!({
+            "methods": methods,
+            "clients": [
+                {"id": "keyed", "api_keys": [{"sha256": key_hash}]},
+                {"id": "certified", "certificates": [{"uri_san": "spiffe://t/c"}]}
+            ],
+            "api_key": {"authorization_schemes": ["Bearer"]},
+            "jwt": {"issuers": [{"issuer": "https://idp.test",
+                "jwks": {"keys": [{"kty": "oct", "kid": "hs1", "k": b64(SECRET)}]}}]},
+            "mtls": {}
+        })
+    };
+    let peer = PeerCert {
+        present: true,
+        uri_san: Some("spiffe://t/c".into()),
+        ..PeerCert::default()
+    };
+    let e = engine(cfg(json!(["mtls", "api_key", "jwt"])));
+    assert_eq!(
+        client(&run(&e, &[("x-api-key", KEY)], Some(peer.clone()))),
+        "certified"
+    );
+    let e = engine(cfg(json!(["api_key", "mtls", "jwt"])));
+    assert_eq!(
+        client(&run(&e, &[("x-api-key", KEY)], Some(peer.clone()))),
+        "keyed"
+    );
+    // The first present credential decides: a bad key is not rescued by a
+    // good certificate.
+    assert_eq!(
+        reason(&run(&e, &[("x-api-key", "wrong-wrong-wrong")], Some(peer))),
+        (401, "unknown_key")
+    );
+    // `Bearer <jwt>` goes to JWT, `Bearer <key>` to the API key method.
+    let t = hs_token(hdr(), claims(), SECRET);
+    assert_eq!(
+        client(&run(&e, &[("authorization", &format!("Bearer {t}"))], None)),
+        "acme"
+    );
+    assert_eq!(
+        client(&run(
+            &e,
+            &[("authorization", &format!("Bearer {KEY}"))],
+            None
+        )),
+        "keyed"
+    );
+    // Non-UTF-8 and empty keys are plain unknown keys, never a crash.
+    let h = HeaderSnapshot::new(vec![
+        (":path".into(), b"/".to_vec()),
+        ("x-api-key".into(), vec![0xff, 0xfe, 0x00]),
+    ]);
+    let input = Input {
+        headers: &h,
+        peer: None,
+        now_secs: NOW,
+    };
+    match e.decide(&input, &mut NoRemote) {
+        Step::Done(d) => assert_eq!(reason(&d), (401, "unknown_key")),
+        Step::Fetch { .. } => panic!(),
+    }
+    assert_eq!(
+        reason(&run(&e, &[("x-api-key", "")], None)),
+        (401, "unknown_key")
+    );
+}
