@@ -159,8 +159,9 @@ image: build
 
 # make push REGISTRY=ghcr.io/acme/gatehouse TAG=0.1.0 (after `skopeo login`);
 # PUSH_TLS_VERIFY=false for a registry without TLS.
-push: image deb-tools
+push: deb-tools
 	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port]/path TAG=tag"; exit 2; }
+	$(MAKE) --no-print-directory image TAG=$(TAG)
 	tools/delivery/push.sh $(OCI_DIR) $(REGISTRY) $(TAG) $(FILTERS)
 
 validate-manifests: delivery-setup
