@@ -218,6 +218,7 @@ fn remote_jwks_fetch_cache_rotation_and_outage() {
         let r = send(&down);
         assert_eq!(r.status, 503, "{}", r.text());
         assert_eq!(r.json()["error"], "jwks_unavailable");
+        assert_eq!(r.header("retry-after"), Some("2"));
     }
     assert_eq!(
         envoy.metric("gatehouse.client_id.rejected.jwks_unavailable"),

@@ -141,6 +141,8 @@ pub struct Rejection {
     pub challenges: Vec<String>,
     /// Short credential hash for the log line (never the credential).
     pub fingerprint: Option<String>,
+    /// `retry-after` seconds (503 while signing keys are unavailable).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -695,6 +697,7 @@ impl Engine {
                 Vec::new()
             },
             fingerprint: fp,
+            retry_after: None,
         })
     }
 
@@ -988,13 +991,17 @@ impl Engine {
                 KeysAnswer::Keys(k) => k,
                 KeysAnswer::Fetch => return Tried::NeedFetch(idx),
                 KeysAnswer::Unavailable => {
-                    return Tried::Rejected(self.reject(
+                    let mut o = self.reject(
                         503,
                         "jwks_unavailable",
                         "the signing keys are unavailable; retry later",
                         None,
                         Some(fp),
-                    ))
+                    );
+                    if let Outcome::Rejected(r) = &mut o {
+                        r.retry_after = Some(cfg.min_refresh_interval_seconds.max(1));
+                    }
+                    return Tried::Rejected(o);
                 }
             },
         };

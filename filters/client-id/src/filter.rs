@@ -240,6 +240,10 @@ impl ClientId {
                 for c in &r.challenges {
                     hdrs.push(("www-authenticate", c.as_str()));
                 }
+                let retry = r.retry_after.map(|s| s.to_string());
+                if let Some(v) = &retry {
+                    hdrs.push(("retry-after", v.as_str()));
+                }
                 gatehouse_proxy::send_local_reply(r.status, &hdrs, body.as_bytes());
                 return Action::Pause;
             }
