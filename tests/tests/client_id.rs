@@ -196,6 +196,15 @@ fn api_keys_identify_the_client_and_forged_identity_never_passes() {
     ] {
         assert_eq!(seen.header(h), None, "{h}");
     }
+    // A path the upstream may read differently cannot pick a weaker rule.
+    for p in ["/public/../v1/a", "/public/%2e%2e/v1/a", "//healthz"] {
+        let r = envoy.send_h1(
+            &Request::get(p)
+                .host("api.test")
+                .header("x-request-id", "rid-path"),
+        );
+        assert_error_body(&r, 400, "bad_path", "rid-path");
+    }
     // HTTP/2 too.
     let r = envoy.send_h2(
         &forged(Request::get("/v1/h2"))
@@ -218,6 +227,7 @@ fn api_keys_identify_the_client_and_forged_identity_never_passes() {
     assert_eq!(envoy.metric("gatehouse.client_id.rejected.not_allowed"), 1);
     assert_eq!(envoy.metric("gatehouse.client_id.anonymous"), 1);
     assert_eq!(envoy.metric("gatehouse.client_id.skipped"), 1);
+    assert_eq!(envoy.metric("gatehouse.client_id.rejected.bad_path"), 3);
     // Keys never reach the log, only a short hash prefix does.
     let log = envoy.log();
     assert!(log.contains("reason=unknown_key"), "{log}");

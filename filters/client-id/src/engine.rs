@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 /// Every rejection reason (counter `gatehouse.client_id.rejected.<reason>`).
-pub const REASONS: [&str; 17] = [
+pub const REASONS: [&str; 18] = [
+    "bad_path",
     "missing_credential",
     "unknown_key",
     "unknown_certificate",
@@ -177,6 +178,8 @@ pub struct Engine {
     rules: Vec<CompiledRule>,
     strip_credentials: bool,
     realm: String,
+    /// Some rule matches on paths.
+    path_rules: bool,
 }
 
 fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -597,6 +600,7 @@ impl Engine {
             rules,
             strip_credentials: cfg.strip_credentials,
             realm: cfg.realm.clone(),
+            path_rules: cfg.rules.iter().any(|r| !r.paths.is_empty()),
         })
     }
 
@@ -705,6 +709,16 @@ impl Engine {
     pub fn decide(&self, input: &Input<'_>, remote: &mut dyn RemoteKeys) -> Step {
         let headers = input.headers;
         let mut ops = self.removal_ops(headers);
+        if self.path_rules && ambiguous_path(headers) {
+            // Rules scope by path: a path the upstream may read differently
+            // (dot segments, encoded separators, `//`) must not pick a
+            // weaker rule than the one it really targets.
+            let mut o = self.reject(400, "bad_path", "the request path is ambiguous", None, None);
+            if let Outcome::Rejected(r) = &mut o {
+                r.challenges.clear();
+            }
+            return Step::Done(Decision { outcome: o, ops });
+        }
         let (mode, rule) = self.mode_for(headers);
         if mode == Mode::Skip {
             return Step::Done(Decision {
@@ -1053,6 +1067,24 @@ impl Engine {
             fingerprint: fp,
         })
     }
+}
+
+/// True when the path (query excluded) holds dot segments, `//`, a
+/// backslash or a percent-encoded `.`, `/` or `\`.
+pub fn ambiguous_path(headers: &HeaderSnapshot) -> bool {
+    let raw = match headers.first_str(":path") {
+        Some(Ok(p)) => p,
+        Some(Err(())) => return true,
+        None => return false,
+    };
+    let (path, _) = split_path_query(raw);
+    let lower = path.to_ascii_lowercase();
+    lower.contains("//")
+        || lower.contains('\\')
+        || lower.contains("%2e")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 fn allowed(r: &CompiledRule, id: &str, plan: Option<&str>) -> bool {

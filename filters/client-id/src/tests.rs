@@ -640,3 +640,37 @@ fn method_order_decides_and_bearer_is_shared_sensibly() {
         (401, "unknown_key")
     );
 }
+
+#[test]
+fn ambiguous_paths_cannot_pick_a_weaker_rule() {
+    let e = engine(base_config());
+    for p in [
+        "/public/../admin/x",
+        "/public/%2e%2e/admin",
+        "//admin",
+        "/public/./x",
+        "/public%2Fx",
+        "/a\\b",
+    ] {
+        assert_eq!(
+            reason(&run(&e, &[(":path", p), ("x-api-key", KEY)], None)),
+            (400, "bad_path"),
+            "{p}"
+        );
+    }
+    // Query strings are not paths.
+    assert_eq!(
+        client(&run(
+            &e,
+            &[(":path", "/v1/x?next=/../a"), ("x-api-key", KEY)],
+            None
+        )),
+        "acme"
+    );
+    // Without path rules, paths are not inspected.
+    let e = engine(json!({"clients": [{"id": "a", "api_keys": [{"sha256": sha_hex(KEY)}]}]}));
+    assert_eq!(
+        client(&run(&e, &[(":path", "/x/../y"), ("x-api-key", KEY)], None)),
+        "a"
+    );
+}
