@@ -254,24 +254,6 @@ fn the_gateway_runs_what_istiod_would_send_for_the_manifests() {
         check_id(&r, "redirect");
     }
 
-    // The documented demo requests answer as documented.
-    let built: Vec<&str> = g.plugins.iter().map(|p| p.filter.as_str()).collect();
-    for demo in demos(&built) {
-        let mut last = None;
-        for _ in 0..demo.repeat.max(1) {
-            last = Some(g.send(demo.tls, &demo.request));
-        }
-        let r = last.unwrap();
-        assert_eq!(
-            r.status,
-            demo.expect_status,
-            "demo `{}`: {}",
-            demo.what,
-            r.text()
-        );
-        check_id(&r, &demo.what);
-    }
-
     // Through every filter to the service the VirtualService picks.
     for (host, service) in [
         ("webapp.istioinaction.io", "webapp"),
@@ -320,6 +302,25 @@ fn the_gateway_runs_what_istiod_would_send_for_the_manifests() {
         let r = g.send(tls, &req.header("x-gatehouse-cluster", "catalog"));
         assert_eq!(r.status, 200);
         assert_eq!(r.echo().upstream, "webapp");
+    }
+
+    // The documented demo requests (`make run`) answer as documented (last:
+    // a demo may spend rate-limit budget).
+    let built: Vec<&str> = g.plugins.iter().map(|p| p.filter.as_str()).collect();
+    for demo in demos(&built) {
+        let mut last = None;
+        for _ in 0..demo.repeat.max(1) {
+            last = Some(g.send(demo.tls, &demo.request));
+        }
+        let r = last.unwrap();
+        assert_eq!(
+            r.status,
+            demo.expect_status,
+            "demo `{}`: {}",
+            demo.what,
+            r.text()
+        );
+        check_id(&r, &demo.what);
     }
 }
 
