@@ -22,6 +22,7 @@ use std::time::{Duration as StdDuration, Instant};
 /// A tiny JWKS server on 127.0.0.1 (HTTP/1.1, one request per connection).
 struct JwksServer {
     port: u16,
+    delay: Arc<Mutex<StdDuration>>,
     body: Arc<Mutex<String>>,
     hits: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
@@ -36,13 +37,17 @@ impl JwksServer {
         let body = Arc::new(Mutex::new(body));
         let hits = Arc::new(AtomicU32::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (b, h, s) = (body.clone(), hits.clone(), stop.clone());
+        let delay = Arc::new(Mutex::new(StdDuration::ZERO));
+        let (b, h, s, d) = (body.clone(), hits.clone(), stop.clone(), delay.clone());
         let thread = std::thread::spawn(move || {
             // Bounded: at most 10 minutes, stops when asked.
             let deadline = Instant::now() + StdDuration::from_secs(600);
             while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
                 match listener.accept() {
-                    Ok((conn, _)) => serve(conn, &b, &h),
+                    Ok((conn, _)) => {
+                        let wait = *d.lock().unwrap();
+                        serve(conn, &b, &h, wait)
+                    }
                     Err(_) => std::thread::sleep(StdDuration::from_millis(5)),
                 }
             }
@@ -50,6 +55,7 @@ impl JwksServer {
         });
         JwksServer {
             port,
+            delay,
             body,
             hits,
             stop,
@@ -79,7 +85,7 @@ impl Drop for JwksServer {
     }
 }
 
-fn serve(mut conn: TcpStream, body: &Mutex<String>, hits: &AtomicU32) {
+fn serve(mut conn: TcpStream, body: &Mutex<String>, hits: &AtomicU32, delay: StdDuration) {
     conn.set_nonblocking(false).unwrap();
     conn.set_read_timeout(Some(StdDuration::from_secs(2)))
         .unwrap();
@@ -94,6 +100,7 @@ fn serve(mut conn: TcpStream, body: &Mutex<String>, hits: &AtomicU32) {
     let head = String::from_utf8_lossy(&buf).to_string();
     assert!(head.starts_with("GET /keys.json "), "{head}");
     hits.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(delay);
     let body = body.lock().unwrap().clone();
     let resp = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -230,4 +237,64 @@ fn remote_jwks_fetch_cache_rotation_and_outage() {
     assert_eq!(envoy.metric("gatehouse.client_id.jwks_fetch_failures"), 2);
     assert_eq!(envoy.metric("gatehouse.client_id.identified.jwt"), 5);
     assert_eq!(envoy.metric("gatehouse.client_id.rejected.unknown_kid"), 3);
+}
+
+#[test]
+fn concurrent_requests_share_one_fetch() {
+    let echo = Echo::start("echo");
+    let k1 = ES256KeyPair::generate().with_key_id("k1");
+    let server = JwksServer::start(jwks(&[jwk(&k1, "k1")]));
+    // A slow JWKS server: every request below arrives while the first
+    // fetch is in flight.
+    *server.delay.lock().unwrap() = StdDuration::from_millis(800);
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .cluster("jwks", server.port)
+            .concurrency(1)
+            .filter(WasmFilter::new(
+                "client-id",
+                json!({"jwt": {"issuers": [{"issuer": "https://idp.test",
+                    "remote_jwks": {"cluster": "jwks", "path": "/keys.json", "timeout_ms": 3000}}]}}),
+            )),
+    );
+    let tokens: Vec<(String, String)> = (0..6)
+        .map(|i| {
+            let sub = format!("client-{i}");
+            (token(&k1, "https://idp.test", &sub), sub)
+        })
+        .collect();
+    let results: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, (t, sub))| {
+                let envoy = &envoy;
+                scope.spawn(move || {
+                    std::thread::sleep(StdDuration::from_millis(50 * i as u64));
+                    let r = envoy.send_h2(
+                        &Request::get("/c").header("authorization", &format!("Bearer {t}")),
+                    );
+                    let who = (r.status == 200)
+                        .then(|| r.echo().header("x-client-id").map(str::to_string))
+                        .flatten();
+                    (r.status, who, sub.clone())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, who, sub) in &results {
+        assert_eq!(*status, 200, "{sub}");
+        assert_eq!(who.as_deref(), Some(sub.as_str()));
+    }
+    if gatehouse_e2e::config::Delivery::from_env() == gatehouse_e2e::config::Delivery::Fused {
+        // In a fused chain a request cannot be resumed from another
+        // request's context: each one fetches for itself (documented).
+        assert!(envoy.metric("gatehouse.client_id.jwks_fetches") >= 2);
+    } else {
+        assert_eq!(server.hits(), 1, "one fetch for all waiting requests");
+        assert_eq!(envoy.metric("gatehouse.client_id.jwks_fetches"), 1);
+    }
+    assert_eq!(envoy.metric("gatehouse.client_id.identified.jwt"), 6);
 }

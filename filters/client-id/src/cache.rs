@@ -7,6 +7,10 @@
 //!   fails, the stale keys keep serving.
 //! - With no keys at all, a fetch is attempted unless one failed less than
 //!   `min_refresh_interval_seconds` ago; then the request is refused.
+//! - One fetch per issuer at a time: while one is in flight, a request that
+//!   has no usable key (no keys yet, or an unknown `kid`) waits for it
+//!   instead of fetching again; others use the keys there are. A fetch that
+//!   has not answered within `timeout_ms` + 1 s is considered lost.
 
 use crate::config::RemoteJwks;
 use crate::engine::{KeysAnswer, RemoteKeys};
@@ -21,6 +25,8 @@ pub struct IssuerState {
     pub fetched_at: u64,
     pub last_attempt: Option<u64>,
     pub last_failure: Option<u64>,
+    /// When the fetch in flight (if any) started.
+    pub in_flight: Option<u64>,
 }
 
 /// Per-worker cache of remote key sets, by issuer index.
@@ -37,12 +43,26 @@ pub struct CacheView<'a> {
     pub now_ms: u64,
     /// False on the second pass after a fetch: use what is there.
     pub allow_fetch: bool,
+    /// Whether the caller can wait for another request's fetch.
+    pub allow_wait: bool,
 }
 
 impl RemoteKeys for CacheView<'_> {
     fn keys(&mut self, issuer: usize, kid: Option<&str>, cfg: &RemoteJwks) -> KeysAnswer {
         let now = self.now_ms;
         let st = self.cache.issuers.entry(issuer).or_default();
+        if st
+            .in_flight
+            .is_some_and(|t| now >= t.saturating_add(cfg.timeout_ms.saturating_add(1000)))
+        {
+            st.in_flight = None;
+        }
+        if st.in_flight.is_some() && self.allow_fetch && self.allow_wait {
+            return match &st.keys {
+                Some(keys) if kid.is_none_or(|k| keys.has_kid(k)) => KeysAnswer::Keys(keys.clone()),
+                _ => KeysAnswer::Wait,
+            };
+        }
         let interval_passed = st.last_attempt.is_none_or(|t| {
             now >= t.saturating_add(cfg.min_refresh_interval_seconds.saturating_mul(1000))
         });
@@ -53,6 +73,7 @@ impl RemoteKeys for CacheView<'_> {
                 });
                 if self.allow_fetch && !recently_failed {
                     st.last_attempt = Some(now);
+                    st.in_flight = Some(now);
                     KeysAnswer::Fetch
                 } else {
                     KeysAnswer::Unavailable
@@ -66,6 +87,7 @@ impl RemoteKeys for CacheView<'_> {
                 let unknown_kid = kid.is_some_and(|k| !keys.has_kid(k));
                 if self.allow_fetch && (stale || unknown_kid) && interval_passed {
                     st.last_attempt = Some(now);
+                    st.in_flight = Some(now);
                     KeysAnswer::Fetch
                 } else {
                     KeysAnswer::Keys(keys.clone())
@@ -76,6 +98,13 @@ impl RemoteKeys for CacheView<'_> {
 }
 
 impl JwksCache {
+    /// Forgets the fetch in flight for `issuer` (its requester went away).
+    pub fn abandon(&mut self, issuer: usize) {
+        if let Some(st) = self.issuers.get_mut(&issuer) {
+            st.in_flight = None;
+        }
+    }
+
     /// Records a fetch result: `Some(body)` for a 200 answer.
     /// Returns the number of keys stored, or `None` when the fetch failed
     /// (the previous keys, if any, are kept).
@@ -87,6 +116,7 @@ impl JwksCache {
         now_ms: u64,
     ) -> Option<usize> {
         let st = self.issuers.entry(issuer).or_default();
+        st.in_flight = None;
         let parsed = body
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|doc| jwt::parse_jwks(&doc, algs, false).ok());

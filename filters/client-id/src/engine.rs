@@ -101,6 +101,8 @@ pub enum KeysAnswer {
     Fetch,
     /// No keys and no fetch possible now.
     Unavailable,
+    /// A fetch is in flight: wait for it, then decide again.
+    Wait,
 }
 
 /// Access to remotely fetched key sets (pure: see [`crate::cache`]).
@@ -114,6 +116,10 @@ pub enum Step {
     Done(Decision),
     /// The JWKS of issuer `issuer` must be fetched first.
     Fetch {
+        issuer: usize,
+    },
+    /// Another request is fetching the JWKS of `issuer`: wait for it.
+    Wait {
         issuer: usize,
     },
 }
@@ -731,6 +737,7 @@ impl Engine {
                 Method::ApiKey => self.try_api_key(headers),
                 Method::Jwt => match self.try_jwt(input, remote) {
                     Tried::NeedFetch(issuer) => return Step::Fetch { issuer },
+                    Tried::Wait(issuer) => return Step::Wait { issuer },
                     t => t,
                 },
                 Method::Mtls => self.try_mtls(input.peer),
@@ -738,6 +745,7 @@ impl Engine {
             match found {
                 Tried::Absent => continue,
                 Tried::NeedFetch(issuer) => return Step::Fetch { issuer },
+                Tried::Wait(issuer) => return Step::Wait { issuer },
                 Tried::Rejected(o) => return Step::Done(Decision { outcome: o, ops }),
                 Tried::Found(id) => {
                     return Step::Done(self.accept(id, *m, rule, ops));
@@ -1004,6 +1012,7 @@ impl Engine {
             KeySource::Remote(cfg) => match remote.keys(idx, peek.kid.as_deref(), cfg) {
                 KeysAnswer::Keys(k) => k,
                 KeysAnswer::Fetch => return Tried::NeedFetch(idx),
+                KeysAnswer::Wait => return Tried::Wait(idx),
                 KeysAnswer::Unavailable => {
                     let mut o = self.reject(
                         503,
@@ -1128,4 +1137,5 @@ enum Tried {
     Found(Identity),
     Rejected(Outcome),
     NeedFetch(usize),
+    Wait(usize),
 }

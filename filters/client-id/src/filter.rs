@@ -58,10 +58,76 @@ struct Shared {
     engine: Engine,
     metrics: Metrics,
     cache: RefCell<JwksCache>,
+    /// Requests paused until the JWKS fetch of their issuer completes.
+    waiters: RefCell<Vec<Waiter>>,
+}
+
+struct Waiter {
+    context_id: u32,
+    issuer: usize,
+    since_ms: u64,
+    headers: HeaderSnapshot,
+    peer: Option<PeerCert>,
+}
+
+/// Decides again for every request waiting on `issuer` (or, with `None`,
+/// for those waiting longer than `older_than_ms`), now that its fetch is
+/// over, and answers or resumes each one in its own context. `home` is the
+/// caller's context id, restored at the end.
+fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
+    let now = now_ms();
+    let ready: Vec<Waiter> = {
+        let mut w = shared.waiters.borrow_mut();
+        let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = w.drain(..).partition(|x| match issuer {
+            Some(i) => x.issuer == i,
+            None => now >= x.since_ms.saturating_add(older_than_ms),
+        });
+        *w = keep;
+        ready
+    };
+    if ready.is_empty() {
+        return;
+    }
+    for w in ready {
+        let step = {
+            let mut cache = shared.cache.borrow_mut();
+            let mut view = CacheView {
+                cache: &mut cache,
+                now_ms: now,
+                allow_fetch: false,
+                allow_wait: false,
+            };
+            let input = Input {
+                headers: &w.headers,
+                peer: w.peer.as_ref(),
+                now_secs: now / 1000,
+            };
+            shared.engine.decide(&input, &mut view)
+        };
+        let Step::Done(d) = step else {
+            continue;
+        };
+        if hostcalls::set_effective_context(w.context_id).is_err() {
+            continue;
+        }
+        let rid = request_id(&w.headers);
+        if let Action::Continue = finish(shared, d, rid.as_deref()) {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+    let _ = hostcalls::set_effective_context(home);
+}
+
+fn request_id(headers: &HeaderSnapshot) -> Option<String> {
+    headers
+        .first_str("x-request-id")
+        .and_then(Result::ok)
+        .map(str::to_string)
 }
 
 #[derive(Default)]
 pub struct Root {
+    context_id: u32,
     shared: Option<Rc<Shared>>,
 }
 
@@ -78,11 +144,20 @@ impl RootContext for Root {
         };
         match Engine::build(&config) {
             Ok(engine) => {
+                let remote = engine
+                    .issuers()
+                    .iter()
+                    .any(|i| matches!(i.keys, crate::engine::KeySource::Remote(_)));
                 self.shared = Some(Rc::new(Shared {
                     engine,
                     metrics: Metrics::define(),
                     cache: RefCell::new(JwksCache::default()),
+                    waiters: RefCell::new(Vec::new()),
                 }));
+                if remote {
+                    // Sweeps requests whose fetch was lost (see on_tick).
+                    let _ = hostcalls::set_tick_period(Duration::from_millis(500));
+                }
                 true
             }
             Err(e) => {
@@ -92,14 +167,40 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
         Some(Box::new(ClientId {
+            context_id,
             shared,
             headers: None,
             peer: None,
             pending: None,
+            waiting: false,
         }))
+    }
+
+    fn on_tick(&mut self) {
+        // A waiting request whose fetch never answered (its requester went
+        // away, which cancels the callout) is decided with the keys there
+        // are, rather than left hanging.
+        if let Some(shared) = &self.shared {
+            let max_timeout = shared
+                .engine
+                .issuers()
+                .iter()
+                .filter_map(|i| match &i.keys {
+                    crate::engine::KeySource::Remote(r) => Some(r.timeout_ms),
+                    crate::engine::KeySource::Inline(_) => None,
+                })
+                .max()
+                .unwrap_or(0);
+            wake(
+                shared,
+                None,
+                max_timeout.saturating_add(1500),
+                self.context_id,
+            );
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -108,11 +209,30 @@ impl RootContext for Root {
 }
 
 struct ClientId {
+    context_id: u32,
     shared: Rc<Shared>,
     headers: Option<HeaderSnapshot>,
     peer: Option<PeerCert>,
     /// (callout token, issuer index) while a JWKS fetch is in flight.
     pending: Option<(u32, usize)>,
+    /// Registered in `Shared::waiters`.
+    waiting: bool,
+}
+
+impl Drop for ClientId {
+    fn drop(&mut self) {
+        if self.waiting {
+            let id = self.context_id;
+            self.shared
+                .waiters
+                .borrow_mut()
+                .retain(|w| w.context_id != id);
+        }
+        if let Some((_, issuer)) = self.pending {
+            // The callout dies with this context: let another request fetch.
+            self.shared.cache.borrow_mut().abandon(issuer);
+        }
+    }
 }
 
 fn prop_string(path: &[&str]) -> Option<String> {
@@ -156,6 +276,10 @@ impl ClientId {
                 cache: &mut cache,
                 now_ms,
                 allow_fetch,
+                // Waking a waiter resumes it from another context, which a
+                // fused chain (gatehouse.wasm `chain`) cannot follow: there
+                // every request fetches for itself.
+                allow_wait: !gatehouse_proxy::fused::in_callback(),
             };
             let input = Input {
                 headers,
@@ -166,11 +290,19 @@ impl ClientId {
         };
         match step {
             Step::Done(d) => {
-                let request_id = headers
-                    .first_str("x-request-id")
-                    .and_then(Result::ok)
-                    .map(str::to_string);
-                self.finish(d, request_id.as_deref())
+                let rid = request_id(headers);
+                finish(&shared, d, rid.as_deref())
+            }
+            Step::Wait { issuer } => {
+                shared.waiters.borrow_mut().push(Waiter {
+                    context_id: self.context_id,
+                    issuer,
+                    since_ms: now_ms,
+                    headers: headers.clone(),
+                    peer: self.peer.clone(),
+                });
+                self.waiting = true;
+                Action::Pause
             }
             Step::Fetch { issuer } => match self.fetch(issuer) {
                 Some(token) => {
@@ -216,48 +348,6 @@ impl ClientId {
                 None
             }
         }
-    }
-
-    fn finish(&mut self, d: Decision, request_id: Option<&str>) -> Action {
-        let m = &self.shared.metrics;
-        match &d.outcome {
-            Outcome::Rejected(r) => {
-                if let Some(c) = m.rejected.get(r.reason) {
-                    c.inc();
-                }
-                log::info!(
-                    "gatehouse {FILTER}: rejected status={} reason={} credential={} request_id={}",
-                    r.status,
-                    r.reason,
-                    r.fingerprint.as_deref().unwrap_or("-"),
-                    request_id.unwrap_or("-")
-                );
-                let body = error_body(r.reason, r.message, request_id);
-                let mut hdrs: Vec<(&str, &str)> = vec![
-                    ("content-type", "application/json"),
-                    ("cache-control", "no-store"),
-                ];
-                for c in &r.challenges {
-                    hdrs.push(("www-authenticate", c.as_str()));
-                }
-                let retry = r.retry_after.map(|s| s.to_string());
-                if let Some(v) = &retry {
-                    hdrs.push(("retry-after", v.as_str()));
-                }
-                gatehouse_proxy::send_local_reply(r.status, &hdrs, body.as_bytes());
-                return Action::Pause;
-            }
-            Outcome::Identified { method, .. } => match method {
-                crate::config::Method::ApiKey => m.identified_api_key.inc(),
-                crate::config::Method::Jwt => m.identified_jwt.inc(),
-                crate::config::Method::Mtls => m.identified_mtls.inc(),
-            },
-            Outcome::Anonymous => m.anonymous.inc(),
-            Outcome::Unidentified => m.unidentified.inc(),
-            Outcome::Skipped => m.skipped.inc(),
-        }
-        gatehouse_proxy::apply_request_ops(&d.ops);
-        Action::Continue
     }
 }
 
@@ -315,8 +405,10 @@ impl Context for ClientId {
                 );
             }
         }
+        wake(&self.shared, Some(issuer), 0, self.context_id);
         if let Action::Continue = self.run(false) {
-            let _ = hostcalls::resume_http_request();
+            // Through gatehouse-proxy so a fused chain runs its later stages.
+            gatehouse_proxy::resume_request();
         }
     }
 }
@@ -331,9 +423,54 @@ impl HttpContext for ClientId {
     }
 }
 
+fn finish(shared: &Shared, d: Decision, request_id: Option<&str>) -> Action {
+    let m = &shared.metrics;
+    match &d.outcome {
+        Outcome::Rejected(r) => {
+            if let Some(c) = m.rejected.get(r.reason) {
+                c.inc();
+            }
+            log::info!(
+                "gatehouse {FILTER}: rejected status={} reason={} credential={} request_id={}",
+                r.status,
+                r.reason,
+                r.fingerprint.as_deref().unwrap_or("-"),
+                request_id.unwrap_or("-")
+            );
+            let body = error_body(r.reason, r.message, request_id);
+            let mut hdrs: Vec<(&str, &str)> = vec![
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ];
+            for c in &r.challenges {
+                hdrs.push(("www-authenticate", c.as_str()));
+            }
+            let retry = r.retry_after.map(|s| s.to_string());
+            if let Some(v) = &retry {
+                hdrs.push(("retry-after", v.as_str()));
+            }
+            gatehouse_proxy::send_local_reply(r.status, &hdrs, body.as_bytes());
+            return Action::Pause;
+        }
+        Outcome::Identified { method, .. } => match method {
+            crate::config::Method::ApiKey => m.identified_api_key.inc(),
+            crate::config::Method::Jwt => m.identified_jwt.inc(),
+            crate::config::Method::Mtls => m.identified_mtls.inc(),
+        },
+        Outcome::Anonymous => m.anonymous.inc(),
+        Outcome::Unidentified => m.unidentified.inc(),
+        Outcome::Skipped => m.skipped.inc(),
+    }
+    gatehouse_proxy::apply_request_ops(&d.ops);
+    Action::Continue
+}
+
 /// Root context factory (also used by the combined gatehouse.wasm module).
-pub fn new_root(_context_id: u32) -> Box<dyn RootContext> {
-    Box::new(Root::default())
+pub fn new_root(context_id: u32) -> Box<dyn RootContext> {
+    Box::new(Root {
+        context_id,
+        shared: None,
+    })
 }
 
 #[cfg(not(feature = "no-entry"))]

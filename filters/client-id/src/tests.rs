@@ -103,7 +103,7 @@ fn run(e: &Engine, pairs: &[(&str, &str)], peer: Option<PeerCert>) -> crate::eng
     };
     match e.decide(&input, &mut NoRemote) {
         Step::Done(d) => d,
-        Step::Fetch { .. } => panic!("unexpected fetch"),
+        Step::Fetch { .. } | Step::Wait { .. } => panic!("unexpected fetch"),
     }
 }
 
@@ -438,11 +438,13 @@ fn remote_cache_policy() {
             cache,
             now_ms: now * 1000,
             allow_fetch: allow,
+            allow_wait: true,
         };
         match v.keys(0, kid, &r) {
             KeysAnswer::Keys(_) => "keys",
             KeysAnswer::Fetch => "fetch",
             KeysAnswer::Unavailable => "unavailable",
+            KeysAnswer::Wait => "wait",
         }
     };
     assert_eq!(ask(&mut cache, 100, Some("a"), true), "fetch");
@@ -460,6 +462,11 @@ fn remote_cache_policy() {
     assert_eq!(ask(&mut cache, 132, Some("a"), true), "keys");
     // Unknown kid: one refresh per interval.
     assert_eq!(ask(&mut cache, 170, Some("b"), true), "fetch");
+    assert_eq!(ask(&mut cache, 170, Some("b"), true), "wait");
+    assert_eq!(
+        cache.record(0, Some(doc.as_bytes()), &jwt::ALL_ALGS, 170_000),
+        Some(1)
+    );
     assert_eq!(ask(&mut cache, 171, Some("b"), true), "keys");
     // Stale and the refresh fails: stale keys keep serving.
     assert_eq!(ask(&mut cache, 500, Some("a"), true), "fetch");
@@ -633,7 +640,7 @@ fn method_order_decides_and_bearer_is_shared_sensibly() {
     };
     match e.decide(&input, &mut NoRemote) {
         Step::Done(d) => assert_eq!(reason(&d), (401, "unknown_key")),
-        Step::Fetch { .. } => panic!(),
+        Step::Fetch { .. } | Step::Wait { .. } => panic!(),
     }
     assert_eq!(
         reason(&run(&e, &[("x-api-key", "")], None)),
@@ -673,4 +680,45 @@ fn ambiguous_paths_cannot_pick_a_weaker_rule() {
         client(&run(&e, &[(":path", "/x/../y"), ("x-api-key", KEY)], None)),
         "a"
     );
+}
+
+#[test]
+fn one_fetch_at_a_time() {
+    let r = RemoteJwks {
+        cluster: "c".into(),
+        path: "/jwks".into(),
+        authority: None,
+        cache_seconds: 300,
+        min_refresh_interval_seconds: 30,
+        timeout_ms: 1000,
+    };
+    let mut cache = JwksCache::default();
+    let ask = |cache: &mut JwksCache, now_ms: u64, kid: Option<&str>| {
+        let mut v = CacheView {
+            cache,
+            now_ms,
+            allow_fetch: true,
+            allow_wait: true,
+        };
+        match v.keys(0, kid, &r) {
+            KeysAnswer::Keys(_) => "keys",
+            KeysAnswer::Fetch => "fetch",
+            KeysAnswer::Unavailable => "unavailable",
+            KeysAnswer::Wait => "wait",
+        }
+    };
+    assert_eq!(ask(&mut cache, 1_000, Some("a")), "fetch");
+    assert_eq!(ask(&mut cache, 1_100, Some("a")), "wait");
+    assert_eq!(ask(&mut cache, 1_200, None), "wait");
+    let doc = json!({"keys": [{"kty": "oct", "kid": "a", "k": b64(SECRET)}]}).to_string();
+    cache.record(0, Some(doc.as_bytes()), &jwt::ALL_ALGS, 1_300);
+    assert_eq!(ask(&mut cache, 1_400, Some("a")), "keys");
+    // Unknown kid after the interval: one fetch; meanwhile known kids
+    // proceed and other unknown kids wait.
+    assert_eq!(ask(&mut cache, 40_000, Some("b")), "fetch");
+    assert_eq!(ask(&mut cache, 40_001, Some("a")), "keys");
+    assert_eq!(ask(&mut cache, 40_002, Some("b")), "wait");
+    // A fetch that never answers is forgotten after timeout + 1 s.
+    assert_eq!(ask(&mut cache, 42_001, Some("b")), "keys");
+    cache.abandon(0);
 }

@@ -281,6 +281,11 @@ pub mod fused {
         })
     }
 
+    /// Whether a fused callback is running (this code runs as a stage).
+    pub fn in_callback() -> bool {
+        CALLBACK.with(|c| c.borrow().is_some())
+    }
+
     /// Whether a stage answered the request itself in this callback.
     pub fn local_reply_sent() -> bool {
         CALLBACK.with(|c| c.borrow().as_ref().is_some_and(|cb| cb.local_reply_sent))
