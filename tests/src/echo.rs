@@ -157,3 +157,38 @@ impl EchoSeen {
             .collect()
     }
 }
+
+/// A fast upstream for benchmarks: answers every request `200 ok` without
+/// looking at it.
+pub fn start_fixed(name: &str) -> Echo {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr").port())
+                .expect("report port");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    let port = rx.recv().expect("fixed upstream started");
+    Echo {
+        name: name.to_string(),
+        port,
+    }
+}

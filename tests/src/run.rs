@@ -70,7 +70,7 @@ pub fn chain_config(
     cfg.admin_port = ports.admin;
     for f in CHAIN_ORDER.iter().filter(|f| built.contains(f)) {
         let mut conf = example_config(f);
-        if *f == "https-redirect" {
+        if *f == "https-redirect" && ports.https != 0 {
             // Locally the HTTPS listener is not on 443.
             if let Some(obj) = conf.as_object_mut() {
                 obj.insert("https_port".to_string(), json!(ports.https));

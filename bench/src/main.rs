@@ -1,0 +1,743 @@
+//! `make bench`: gatehouse in real Envoy against plain Envoy.
+//!
+//! Envoy (the project's pinned binary) runs with one worker pinned to core 0;
+//! this process (the fast upstream) and `wrk` run on core 1. Every
+//! configuration is measured in interleaved rounds (A B C ... A B C ...),
+//! Envoy restarted for each sample, and the medians are written to
+//! `docs/benchmarks.md`.
+//!
+//! Per sample: Envoy CPU time per request (utime+stime of the Envoy process
+//! over the load, divided by the requests wrk completed), requests per
+//! second, p50/p99 latency (wrk), resident memory after the load, and the
+//! time from spawning Envoy to the first answered request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use base64::Engine;
+use gatehouse_e2e::client::{send_h1, send_h1_tls, TlsClient};
+use gatehouse_e2e::{
+    dist_dir, envoy_bin, repo_root, scratch_dir, Echo, Envoy, EnvoyConfig, Request, TestPki,
+    WasmFilter,
+};
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Bench parameters (override with environment variables).
+struct Params {
+    rounds: usize,
+    seconds: u32,
+    connections: u32,
+}
+
+impl Params {
+    fn from_env() -> Params {
+        let get = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        Params {
+            rounds: get("BENCH_ROUNDS", 3) as usize,
+            seconds: get("BENCH_SECONDS", 5) as u32,
+            connections: get("BENCH_CONNECTIONS", 8) as u32,
+        }
+    }
+}
+
+/// Everything the scenarios share: upstream, PKI, credentials.
+struct Ctx {
+    upstream: Echo,
+    pki: TestPki,
+    api_key: String,
+    jwt: String,
+    jwks: Value,
+}
+
+#[derive(Clone)]
+struct Scenario {
+    name: &'static str,
+    what: &'static str,
+    tls: bool,
+    host: String,
+    headers: Vec<(String, String)>,
+    expect: u16,
+    /// Builds the HTTP filters (and route tweaks) of this scenario.
+    build: fn(&Ctx, EnvoyConfig) -> EnvoyConfig,
+    /// `.wasm` files loaded (for the size column).
+    modules: Vec<&'static str>,
+    /// The baseline and no-op rows this one is compared with.
+    baseline: &'static str,
+    noop: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    cpu_us_per_req: f64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    rss_mib: f64,
+    start_ms: f64,
+}
+
+fn wasm(name: &str) -> PathBuf {
+    let p = match name {
+        "noop" => dist_dir().join("bench/noop.wasm"),
+        other => dist_dir().join(format!("{other}.wasm")),
+    };
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make build` (make bench does)",
+        p.display()
+    );
+    p
+}
+
+fn filter(name: &str, config: Value) -> WasmFilter {
+    WasmFilter::new_at(name, wasm(name), config)
+}
+
+fn shared(name: &str, config: Value) -> WasmFilter {
+    WasmFilter::new_at(name, wasm("gatehouse"), config).root_id(name)
+}
+
+fn host_router_config(n: usize) -> Value {
+    let hosts: Vec<Value> = (0..n)
+        .map(|i| json!({"host": format!("svc{i}.example.com"), "rules": [{"route": {"cluster": "echo"}}]}))
+        .collect();
+    json!({"hosts": hosts})
+}
+
+fn client_id_apikey_config(ctx: &Ctx) -> Value {
+    json!({"clients": [{"id": "bench", "plan": "gold",
+        "api_keys": [{"sha256": gatehouse_e2e::pki::sha256_hex(ctx.api_key.as_bytes())}]}]})
+}
+
+fn client_id_jwt_config(ctx: &Ctx) -> Value {
+    json!({"jwt": {"issuers": [{"issuer": "https://bench.gatehouse.local", "audiences": ["bench"],
+        "algorithms": ["RS256"], "jwks": ctx.jwks.clone()}]}})
+}
+
+fn rate_limit_config() -> Value {
+    json!({"rules": [{"name": "bench", "descriptor": ["client_id"],
+        "limits": [{"name": "never-reached", "rate": 1_000_000, "per": "second"}]}]})
+}
+
+fn five(ctx: &Ctx) -> Vec<(&'static str, Value)> {
+    vec![
+        ("request-id", json!({})),
+        ("https-redirect", json!({})),
+        ("client-id", client_id_apikey_config(ctx)),
+        ("rate-limit", rate_limit_config()),
+        ("host-router", host_router_config(50)),
+    ]
+}
+
+fn route_by_header(cfg: EnvoyConfig) -> EnvoyConfig {
+    cfg.routes(
+        json!([{"match": {"prefix": "/"}, "route": {"cluster_header": "x-gatehouse-cluster"}}]),
+    )
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let h = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let plain = |name, what, build, modules: Vec<&'static str>| Scenario {
+        name,
+        what,
+        tls: false,
+        host: "svc25.example.com".into(),
+        headers: vec![],
+        expect: 200,
+        build,
+        modules,
+        baseline: "baseline",
+        noop: "noop",
+    };
+    let mut v = vec![
+        plain("baseline", "router only (plain HTTP)", |_, c| c, vec![]),
+        plain(
+            "noop",
+            "no-op proxy-wasm filter (fixture)",
+            |_, c| c.filter(filter("noop", json!({}))),
+            vec!["noop"],
+        ),
+        plain(
+            "request-id",
+            "request-id, default config (ids + B3 and W3C)",
+            |_, c| c.filter(filter("request-id", json!({}))),
+            vec!["request-id"],
+        ),
+        Scenario {
+            expect: 301,
+            ..plain(
+                "https-redirect-http",
+                "https-redirect on plain HTTP (every request redirected)",
+                |_, c| c.filter(filter("https-redirect", json!({}))),
+                vec!["https-redirect"],
+            )
+        },
+        Scenario {
+            expect: 301,
+            ..plain(
+                "native-redirect-http",
+                "Envoy route-level https_redirect (require_tls) on plain HTTP",
+                |_, c| {
+                    c.route_config(json!({"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "require_tls": "ALL",
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]}]}))
+                },
+                vec![],
+            )
+        },
+        plain(
+            "host-router-50",
+            "host-router with 50 hosts",
+            |_, c| route_by_header(c.filter(filter("host-router", host_router_config(50)))),
+            vec!["host-router"],
+        ),
+        Scenario {
+            headers: vec![h("x-api-key", "")],
+            ..plain(
+                "client-id-apikey",
+                "client-id, API key",
+                |ctx, c| c.filter(filter("client-id", client_id_apikey_config(ctx))),
+                vec!["client-id"],
+            )
+        },
+        Scenario {
+            headers: vec![h("authorization", "")],
+            ..plain(
+                "client-id-jwt",
+                "client-id, RS256 JWT",
+                |ctx, c| c.filter(filter("client-id", client_id_jwt_config(ctx))),
+                vec!["client-id"],
+            )
+        },
+        Scenario {
+            headers: vec![h("authorization", "")],
+            ..plain(
+                "native-jwt-authn",
+                "Envoy jwt_authn, same RS256 JWT",
+                |ctx, c| {
+                    c.raw_filter(json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                    "providers": {"bench": {"issuer": "https://bench.gatehouse.local", "audiences": ["bench"],
+                        "local_jwks": {"inline_string": ctx.jwks.to_string()}, "forward": true}},
+                    "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}))
+                },
+                vec![],
+            )
+        },
+        Scenario {
+            headers: vec![h("x-client-id", "bench")],
+            ..plain(
+                "rate-limit",
+                "rate-limit, one limit never reached",
+                |_, c| c.filter(filter("rate-limit", rate_limit_config())),
+                vec!["rate-limit"],
+            )
+        },
+        plain(
+            "native-local-ratelimit",
+            "Envoy local_ratelimit, never reached",
+            |_, c| {
+                c.raw_filter(json!({"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                "stat_prefix": "bench",
+                "token_bucket": {"max_tokens": 1000000, "tokens_per_fill": 1000000, "fill_interval": "1s"},
+                "filter_enabled": {"default_value": {"numerator": 100}, "runtime_key": "rl_enabled"},
+                "filter_enforced": {"default_value": {"numerator": 100}, "runtime_key": "rl_enforced"}}}))
+            },
+            vec![],
+        ),
+    ];
+    let tls = |s: Scenario| Scenario {
+        tls: true,
+        baseline: "baseline-tls",
+        noop: "noop-tls",
+        ..s
+    };
+    v.push(tls(plain(
+        "baseline-tls",
+        "router only (HTTPS)",
+        |_, c| c,
+        vec![],
+    )));
+    v.push(tls(plain(
+        "noop-tls",
+        "no-op proxy-wasm filter (HTTPS)",
+        |_, c| c.filter(filter("noop", json!({}))),
+        vec!["noop"],
+    )));
+    v.push(tls(plain(
+        "https-redirect-https",
+        "https-redirect on HTTPS traffic (passes)",
+        |_, c| c.filter(filter("https-redirect", json!({}))),
+        vec!["https-redirect"],
+    )));
+    let chain_headers = vec![h("x-api-key", ""), h("x-client-id", "bench")];
+    v.push(tls(Scenario {
+        headers: chain_headers.clone(),
+        ..plain(
+            "five-separate",
+            "all five filters chained, separate modules",
+            |ctx, c| {
+                let mut c = c;
+                for (name, conf) in five(ctx) {
+                    c = c.filter(filter(name, conf));
+                }
+                route_by_header(c)
+            },
+            vec![
+                "request-id",
+                "https-redirect",
+                "client-id",
+                "rate-limit",
+                "host-router",
+            ],
+        )
+    }));
+    v.push(tls(Scenario {
+        headers: chain_headers.clone(),
+        ..plain(
+            "five-shared",
+            "all five filters on the shared gatehouse.wasm (one VM)",
+            |ctx, c| {
+                let mut c = c;
+                for (name, conf) in five(ctx) {
+                    c = c.filter(shared(name, conf));
+                }
+                route_by_header(c)
+            },
+            vec!["gatehouse"],
+        )
+    }));
+    v.push(tls(Scenario {
+        headers: chain_headers,
+        ..plain(
+            "fused",
+            "fused chain of all five in gatehouse.wasm",
+            |ctx, c| {
+                let stages: serde_json::Map<String, Value> = five(ctx)
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect();
+                route_by_header(
+                    c.filter(
+                        WasmFilter::new_at("chain", wasm("gatehouse"), Value::Object(stages))
+                            .root_id("chain"),
+                    ),
+                )
+            },
+            vec!["gatehouse"],
+        )
+    }));
+    v
+}
+
+fn credential(s: &Scenario, ctx: &Ctx, name: &str) -> String {
+    match name {
+        "x-api-key" => ctx.api_key.clone(),
+        "authorization" => format!("Bearer {}", ctx.jwt),
+        _ => s
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn headers_of(s: &Scenario, ctx: &Ctx) -> Vec<(String, String)> {
+    s.headers
+        .iter()
+        .map(|(k, _)| (k.clone(), credential(s, ctx, k)))
+        .collect()
+}
+
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 (1-based); `after` starts at field 3.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn ticks_per_second() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output();
+    out.ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn parse_duration_us(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000_000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|v| v * mult)
+}
+
+struct WrkResult {
+    requests: u64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn run_wrk(
+    url: &str,
+    headers: &[(String, String)],
+    host: &str,
+    seconds: u32,
+    conns: u32,
+) -> WrkResult {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "1", "wrk", "-t1"])
+        .arg(format!("-c{conns}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("--latency")
+        .arg("-H")
+        .arg(format!("Host: {host}"));
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    cmd.arg(url);
+    let out = cmd
+        .output()
+        .expect("run wrk (apt-get install wrk; make bench installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut r = WrkResult {
+        requests: 0,
+        rps: 0.0,
+        p50_us: 0.0,
+        p99_us: 0.0,
+    };
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("Requests/sec:") {
+            r.rps = rest.trim().parse().unwrap_or(0.0);
+        } else if t.contains(" requests in ") {
+            r.requests = t
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if let Some(rest) = t.strip_prefix("50%") {
+            r.p50_us = parse_duration_us(rest).unwrap_or(0.0);
+        } else if let Some(rest) = t.strip_prefix("99%") {
+            r.p99_us = parse_duration_us(rest).unwrap_or(0.0);
+        }
+    }
+    assert!(
+        r.requests > 0,
+        "wrk served nothing:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    r
+}
+
+fn measure(s: &Scenario, ctx: &Ctx, p: &Params) -> Sample {
+    let mut cfg = EnvoyConfig::new()
+        .cluster("echo", ctx.upstream.port)
+        .cluster("webapp", ctx.upstream.port)
+        .cluster("catalog", ctx.upstream.port)
+        .concurrency(1)
+        .tls(ctx.pki.listener(false, false));
+    cfg = (s.build)(ctx, cfg);
+    let t0 = Instant::now();
+    let envoy = Envoy::start(&cfg);
+    let pid = envoy.pid().expect("Envoy pid");
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &pid.to_string()])
+        .output();
+    let headers = headers_of(s, ctx);
+    let mut req = Request::get("/bench").host(&s.host);
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    let tls_client: TlsClient = ctx.pki.client("localhost", None);
+    let first = if s.tls {
+        send_h1_tls(envoy.tls_port.unwrap(), &req, &tls_client)
+    } else {
+        send_h1(envoy.http_port, &req)
+    };
+    let start_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(first.status, s.expect, "{}: {}", s.name, first.text());
+    let url = if s.tls {
+        format!("https://127.0.0.1:{}/bench", envoy.tls_port.unwrap())
+    } else {
+        format!("http://127.0.0.1:{}/bench", envoy.http_port)
+    };
+    // Warm-up, then the measured run.
+    run_wrk(&url, &headers, &s.host, 1, p.connections);
+    let c0 = proc_cpu_ticks(pid);
+    let w = run_wrk(&url, &headers, &s.host, p.seconds, p.connections);
+    let c1 = proc_cpu_ticks(pid);
+    let cpu_s = (c1.saturating_sub(c0)) as f64 / ticks_per_second();
+    Sample {
+        cpu_us_per_req: cpu_s * 1e6 / w.requests as f64,
+        rps: w.rps,
+        p50_us: w.p50_us,
+        p99_us: w.p99_us,
+        rss_mib: rss_mib(pid),
+        start_ms,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn make_ctx() -> Ctx {
+    let upstream = gatehouse_e2e::echo::start_fixed("upstream");
+    let pki = TestPki::new(&scratch_dir("bench-pki"));
+    let key = RS256KeyPair::generate(2048)
+        .unwrap()
+        .with_key_id("bench-rs256");
+    let comps = key.public_key().to_components();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = json!({"keys": [{"kty": "RSA", "kid": "bench-rs256", "alg": "RS256", "use": "sig",
+        "n": b64(&comps.n), "e": b64(&comps.e)}]});
+    let claims = Claims::create(jwt_simple::prelude::Duration::from_hours(2))
+        .with_issuer("https://bench.gatehouse.local")
+        .with_audience("bench")
+        .with_subject("bench-client");
+    let jwt = key.sign(claims).unwrap();
+    Ctx {
+        upstream,
+        pki,
+        api_key: "bench-api-key-0123456789".to_string(),
+        jwt,
+        jwks,
+    }
+}
+
+fn main() {
+    std::env::remove_var("GATEHOUSE_DELIVERY");
+    // This process (upstream) and wrk share core 1; Envoy gets core 0.
+    let me = std::process::id().to_string();
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &me])
+        .output();
+    let p = Params::from_env();
+    let ctx = make_ctx();
+    let all = scenarios();
+    let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
+        .ok()
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let list: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|n| n == s.name)))
+        .collect();
+    let started = Instant::now();
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); list.len()];
+    for round in 0..p.rounds {
+        for (i, s) in list.iter().enumerate() {
+            let sample = measure(s, &ctx, &p);
+            eprintln!(
+                "round {} {:<22} {:>7.1} µs/req {:>9.0} req/s p50 {:>7.0} µs p99 {:>7.0} µs rss {:>6.1} MiB start {:>6.0} ms",
+                round + 1,
+                s.name,
+                sample.cpu_us_per_req,
+                sample.rps,
+                sample.p50_us,
+                sample.p99_us,
+                sample.rss_mib,
+                sample.start_ms
+            );
+            samples[i].push(sample);
+        }
+    }
+    let med: Vec<Sample> = samples
+        .iter()
+        .map(|v| Sample {
+            cpu_us_per_req: median(v.iter().map(|s| s.cpu_us_per_req).collect()),
+            rps: median(v.iter().map(|s| s.rps).collect()),
+            p50_us: median(v.iter().map(|s| s.p50_us).collect()),
+            p99_us: median(v.iter().map(|s| s.p99_us).collect()),
+            rss_mib: median(v.iter().map(|s| s.rss_mib).collect()),
+            start_ms: median(v.iter().map(|s| s.start_ms).collect()),
+        })
+        .collect();
+    let report = render(&list, &med, &p, started.elapsed());
+    let out = repo_root().join("docs/benchmarks.md");
+    let micro =
+        std::fs::read_to_string(repo_root().join("target/bench-micro.md")).unwrap_or_default();
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, format!("{report}{micro}")).unwrap();
+    println!("{report}");
+    println!("written to {}", out.display());
+}
+
+fn render(list: &[Scenario], med: &[Sample], p: &Params, took: Duration) -> String {
+    let by_name = |n: &str| list.iter().position(|s| s.name == n).map(|i| med[i]);
+    let mut out = String::new();
+    let machine = machine_line();
+    out.push_str("# Benchmarks\n\n");
+    out.push_str(
+        "Written by `make bench` (do not edit by hand: numbers are the medians of the run).\n\n",
+    );
+    out.push_str(&format!(
+        "- machine: {machine}\n- Envoy: {} (`--concurrency 1`, pinned to core 0 with taskset); load: `wrk -t1 -c{} -d{}s --latency` pinned to core 1 with the fast upstream\n- {} rounds, configurations interleaved in each round, Envoy restarted for every sample; medians shown; run took {:.0} s\n- command: `make bench` (`BENCH_ROUNDS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=name,name` adjust it)\n\n",
+        envoy_version(),
+        p.connections,
+        p.seconds,
+        p.rounds,
+        took.as_secs_f64()
+    ));
+    out.push_str("CPU/req is Envoy's process CPU time during the load divided by the requests served. *× base* is the ratio to the baseline of the same transport (plain or TLS); *Δ/Δnoop* is the CPU added over that baseline divided by what the no-op filter adds (1.0 = exactly the floor of any Wasm filter). RSS is measured after the load; start is spawn-to-first-answer.\n\n");
+    out.push_str("| configuration | CPU µs/req | × base | Δ/Δnoop | req/s | × base | p50 µs | × base | p99 µs | × base | RSS MiB | start ms | .wasm bytes |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (s, m) in list.iter().zip(med) {
+        let b = by_name(s.baseline).unwrap_or(*m);
+        let n = by_name(s.noop).unwrap_or(*m);
+        let dn = n.cpu_us_per_req - b.cpu_us_per_req;
+        let rel = if dn > 0.0 && s.name != s.baseline {
+            format!("{:.2}", (m.cpu_us_per_req - b.cpu_us_per_req) / dn)
+        } else {
+            "–".to_string()
+        };
+        let size: u64 = s
+            .modules
+            .iter()
+            .map(|f| std::fs::metadata(wasm(f)).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        out.push_str(&format!(
+            "| {} — {} | {:.1} | {:.2} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} | {:.0} | {} |\n",
+            s.name,
+            s.what,
+            m.cpu_us_per_req,
+            m.cpu_us_per_req / b.cpu_us_per_req,
+            rel,
+            m.rps,
+            m.rps / b.rps,
+            m.p50_us,
+            m.p50_us / b.p50_us,
+            m.p99_us,
+            m.p99_us / b.p99_us,
+            m.rss_mib,
+            m.start_ms,
+            if size == 0 { "–".to_string() } else { size.to_string() }
+        ));
+    }
+    out.push('\n');
+    out.push_str(&targets(list, med));
+    out
+}
+
+fn targets(list: &[Scenario], med: &[Sample]) -> String {
+    let get = |n: &str| list.iter().position(|s| s.name == n).map(|i| med[i]);
+    let mut out = String::from("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
+    let delta = |n: &str, base: &str, noop: &str| -> Option<f64> {
+        let (m, b, z) = (get(n)?, get(base)?, get(noop)?);
+        let dz = z.cpu_us_per_req - b.cpu_us_per_req;
+        (dz > 0.0).then(|| (m.cpu_us_per_req - b.cpu_us_per_req) / dz)
+    };
+    for (n, base, noop) in [
+        ("request-id", "baseline", "noop"),
+        ("https-redirect-https", "baseline-tls", "noop-tls"),
+        ("https-redirect-http", "baseline", "noop"),
+        ("host-router-50", "baseline", "noop"),
+        ("client-id-apikey", "baseline", "noop"),
+        ("client-id-jwt", "baseline", "noop"),
+        ("rate-limit", "baseline", "noop"),
+    ] {
+        if let Some(r) = delta(n, base, noop) {
+            out.push_str(&format!(
+                "| {n} adds ≤ 2× the no-op filter's CPU delta | {r:.2}× | {} |\n",
+                if r <= 2.0 { "yes" } else { "no" }
+            ));
+        }
+    }
+    if let Some(r) = delta("fused", "baseline-tls", "noop-tls") {
+        out.push_str(&format!(
+            "| fused chain of all five adds ≤ 2× the no-op filter's CPU delta | {r:.2}× | {} |\n",
+            if r <= 2.0 { "yes" } else { "no" }
+        ));
+    }
+    if let (Some(b), Some(z), Some(s5), Some(sep)) = (
+        get("baseline-tls"),
+        get("noop-tls"),
+        get("five-shared"),
+        get("five-separate"),
+    ) {
+        let one = z.rss_mib - b.rss_mib;
+        let five = s5.rss_mib - b.rss_mib;
+        let sep5 = sep.rss_mib - b.rss_mib;
+        out.push_str(&format!(
+            "| five filters on the shared module add ≤ 1.5× the memory of one small module | +{five:.1} MiB vs +{one:.1} MiB for the no-op module ({:.2}×; five separate modules: +{sep5:.1} MiB) | {} |\n",
+            if one > 0.0 { five / one } else { f64::NAN },
+            if five <= 1.5 * one { "yes" } else { "no" }
+        ));
+        out.push_str(&format!(
+            "| start-up: five separate modules vs five plugins on the shared module | {:.0} ms vs {:.0} ms (no-op: {:.0} ms, router only: {:.0} ms) | – |\n",
+            sep.start_ms, s5.start_ms, z.start_ms, b.start_ms
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+fn envoy_version() -> String {
+    let out = Command::new(envoy_bin()).arg("--version").output();
+    out.ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .and_then(|s| s.split('/').nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn machine_line() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    format!("{cpu}, {cores} cores, {mem:.0} GiB")
+}
