@@ -298,3 +298,47 @@ fn concurrent_requests_share_one_fetch() {
     }
     assert_eq!(envoy.metric("gatehouse.client_id.identified.jwt"), 6);
 }
+
+#[test]
+fn a_waiter_is_not_stranded_when_the_fetching_request_goes_away() {
+    let echo = Echo::start("echo");
+    let k1 = ES256KeyPair::generate().with_key_id("k1");
+    let server = JwksServer::start(jwks(&[jwk(&k1, "k1")]));
+    *server.delay.lock().unwrap() = StdDuration::from_millis(1500);
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .cluster("jwks", server.port)
+            .concurrency(1)
+            .filter(WasmFilter::new(
+                "client-id",
+                json!({"jwt": {"issuers": [{"issuer": "https://idp.test",
+                    "remote_jwks": {"cluster": "jwks", "path": "/keys.json", "timeout_ms": 3000}}]}}),
+            )),
+    );
+    let quitter = token(&k1, "https://idp.test", "quitter");
+    let patient = token(&k1, "https://idp.test", "patient");
+    // The first request starts the fetch, then its client goes away.
+    let mut a = TcpStream::connect(("127.0.0.1", envoy.http_port)).unwrap();
+    a.write_all(
+        format!("GET /a HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {quitter}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let r = std::thread::scope(|scope| {
+        let b = scope.spawn(|| {
+            std::thread::sleep(StdDuration::from_millis(150));
+            envoy.send_h2(&Request::get("/b").header("authorization", &format!("Bearer {patient}")))
+        });
+        std::thread::sleep(StdDuration::from_millis(400));
+        drop(a);
+        b.join().unwrap()
+    });
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo().header("x-client-id"), Some("patient"));
+    assert!(started.elapsed() < StdDuration::from_secs(8));
+    if gatehouse_e2e::config::Delivery::from_env() != gatehouse_e2e::config::Delivery::Fused {
+        // The abandoned fetch and the one the root sent for the waiter.
+        assert_eq!(envoy.metric("gatehouse.client_id.jwks_fetches"), 2);
+    }
+}

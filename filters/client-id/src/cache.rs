@@ -98,6 +98,22 @@ impl RemoteKeys for CacheView<'_> {
 }
 
 impl JwksCache {
+    /// Whether a fetch for `issuer` started less than `timeout_ms` + 1 s ago
+    /// and has not answered.
+    pub fn in_flight_alive(&self, issuer: usize, now_ms: u64, timeout_ms: u64) -> bool {
+        self.issuers
+            .get(&issuer)
+            .and_then(|st| st.in_flight)
+            .is_some_and(|t| now_ms < t.saturating_add(timeout_ms.saturating_add(1000)))
+    }
+
+    /// Notes a fetch sent for `issuer` outside [`CacheView`].
+    pub fn start_fetch(&mut self, issuer: usize, now_ms: u64) {
+        let st = self.issuers.entry(issuer).or_default();
+        st.in_flight = Some(now_ms);
+        st.last_attempt = Some(now_ms);
+    }
+
     /// Forgets the fetch in flight for `issuer` (its requester went away).
     pub fn abandon(&mut self, issuer: usize) {
         if let Some(st) = self.issuers.get_mut(&issuer) {

@@ -129,9 +129,27 @@ fn request_id(headers: &HeaderSnapshot) -> Option<String> {
 pub struct Root {
     context_id: u32,
     shared: Option<Rc<Shared>>,
+    /// JWKS fetches the root sent for orphaned waiters: token -> issuer.
+    pending: HashMap<u32, usize>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _t: usize,
+    ) {
+        let Some(issuer) = self.pending.remove(&token) else {
+            return;
+        };
+        if let Some(shared) = self.shared.clone() {
+            record_response(&shared, issuer, num_headers, body_size);
+            wake(&shared, Some(issuer), 0, self.context_id);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -180,27 +198,44 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        // A waiting request whose fetch never answered (its requester went
-        // away, which cancels the callout) is decided with the keys there
-        // are, rather than left hanging.
-        if let Some(shared) = &self.shared {
-            let max_timeout = shared
-                .engine
-                .issuers()
-                .iter()
-                .filter_map(|i| match &i.keys {
-                    crate::engine::KeySource::Remote(r) => Some(r.timeout_ms),
-                    crate::engine::KeySource::Inline(_) => None,
-                })
-                .max()
-                .unwrap_or(0);
-            wake(
-                shared,
-                None,
-                max_timeout.saturating_add(1500),
-                self.context_id,
-            );
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let now = now_ms();
+        // Requests waiting for a fetch that is no longer in flight (its
+        // requester went away, which cancels the callout): fetch for them
+        // from the root, which lives as long as the VM.
+        let mut orphaned: Vec<usize> = shared.waiters.borrow().iter().map(|w| w.issuer).collect();
+        orphaned.sort_unstable();
+        orphaned.dedup();
+        for issuer in orphaned {
+            let timeout = remote_timeout(&shared, issuer);
+            if shared.cache.borrow().in_flight_alive(issuer, now, timeout) {
+                continue;
+            }
+            if let Some(token) = dispatch_fetch(&shared, issuer) {
+                shared.cache.borrow_mut().start_fetch(issuer, now);
+                self.pending.insert(token, issuer);
+            }
         }
+        // Last resort: nobody waits longer than two fetch timeouts; they are
+        // decided with the keys there are (503 when none).
+        let max_timeout = shared
+            .engine
+            .issuers()
+            .iter()
+            .filter_map(|i| match &i.keys {
+                crate::engine::KeySource::Remote(r) => Some(r.timeout_ms),
+                crate::engine::KeySource::Inline(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
+        wake(
+            &shared,
+            None,
+            max_timeout.saturating_mul(2).saturating_add(1500),
+            self.context_id,
+        );
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -321,33 +356,7 @@ impl ClientId {
     }
 
     fn fetch(&self, issuer: usize) -> Option<u32> {
-        let iss = self.shared.engine.issuers().get(issuer)?;
-        let crate::engine::KeySource::Remote(r) = &iss.keys else {
-            return None;
-        };
-        self.shared.metrics.jwks_fetches.inc();
-        let authority = r.authority.clone().unwrap_or_else(|| r.cluster.clone());
-        match hostcalls::dispatch_http_call(
-            &r.cluster,
-            vec![
-                (":method", "GET"),
-                (":path", r.path.as_str()),
-                (":authority", authority.as_str()),
-                ("accept", "application/json"),
-            ],
-            None,
-            vec![],
-            Duration::from_millis(r.timeout_ms),
-        ) {
-            Ok(t) => Some(t),
-            Err(st) => {
-                log::warn!(
-                    "gatehouse {FILTER}: JWKS fetch for issuer {} could not be sent: {st:?}",
-                    iss.policy.issuer
-                );
-                None
-            }
-        }
+        dispatch_fetch(&self.shared, issuer)
     }
 }
 
@@ -366,45 +375,7 @@ impl Context for ClientId {
             return;
         }
         self.pending = None;
-        let now = now_ms();
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
-        let ok =
-            num_headers > 0 && status.as_deref() == Some(b"200") && body_size <= MAX_JWKS_BYTES;
-        let body = if ok {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-        } else {
-            None
-        };
-        let algs = self
-            .shared
-            .engine
-            .issuers()
-            .get(issuer)
-            .map(|i| i.algs.clone())
-            .unwrap_or_default();
-        let stored = self
-            .shared
-            .cache
-            .borrow_mut()
-            .record(issuer, body.as_deref(), &algs, now);
-        match stored {
-            Some(n) => log::info!("gatehouse {FILTER}: JWKS fetched: {n} keys"),
-            None => {
-                self.shared.metrics.jwks_fetch_failures.inc();
-                log::warn!(
-                    "gatehouse {FILTER}: JWKS fetch failed (status {}, {} bytes); keeping previous keys if any",
-                    status
-                        .as_deref()
-                        .map(String::from_utf8_lossy)
-                        .unwrap_or_default(),
-                    body_size
-                );
-            }
-        }
+        record_response(&self.shared, issuer, num_headers, body_size);
         wake(&self.shared, Some(issuer), 0, self.context_id);
         if let Action::Continue = self.run(false) {
             // Through gatehouse-proxy so a fused chain runs its later stages.
@@ -465,11 +436,90 @@ fn finish(shared: &Shared, d: Decision, request_id: Option<&str>) -> Action {
     Action::Continue
 }
 
+/// Stores the answer of a JWKS callout (the current callout response).
+fn record_response(shared: &Shared, issuer: usize, num_headers: usize, body_size: usize) {
+    let now = now_ms();
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten();
+    let ok = num_headers > 0 && status.as_deref() == Some(b"200") && body_size <= MAX_JWKS_BYTES;
+    let body = if ok {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let algs = shared
+        .engine
+        .issuers()
+        .get(issuer)
+        .map(|i| i.algs.clone())
+        .unwrap_or_default();
+    let stored = shared
+        .cache
+        .borrow_mut()
+        .record(issuer, body.as_deref(), &algs, now);
+    match stored {
+        Some(n) => log::info!("gatehouse {FILTER}: JWKS fetched: {n} keys"),
+        None => {
+            shared.metrics.jwks_fetch_failures.inc();
+            log::warn!(
+                "gatehouse {FILTER}: JWKS fetch failed (status {}, {} bytes); keeping previous keys if any",
+                status
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                body_size
+            );
+        }
+    }
+}
+
+/// Sends the JWKS request of `issuer` from the current context.
+fn dispatch_fetch(shared: &Shared, issuer: usize) -> Option<u32> {
+    let iss = shared.engine.issuers().get(issuer)?;
+    let crate::engine::KeySource::Remote(r) = &iss.keys else {
+        return None;
+    };
+    shared.metrics.jwks_fetches.inc();
+    let authority = r.authority.clone().unwrap_or_else(|| r.cluster.clone());
+    match hostcalls::dispatch_http_call(
+        &r.cluster,
+        vec![
+            (":method", "GET"),
+            (":path", r.path.as_str()),
+            (":authority", authority.as_str()),
+            ("accept", "application/json"),
+        ],
+        None,
+        vec![],
+        Duration::from_millis(r.timeout_ms),
+    ) {
+        Ok(t) => Some(t),
+        Err(st) => {
+            log::warn!(
+                "gatehouse {FILTER}: JWKS fetch for issuer {} could not be sent: {st:?}",
+                iss.policy.issuer
+            );
+            None
+        }
+    }
+}
+
+fn remote_timeout(shared: &Shared, issuer: usize) -> u64 {
+    match shared.engine.issuers().get(issuer).map(|i| &i.keys) {
+        Some(crate::engine::KeySource::Remote(r)) => r.timeout_ms,
+        _ => 0,
+    }
+}
+
 /// Root context factory (also used by the combined gatehouse.wasm module).
 pub fn new_root(context_id: u32) -> Box<dyn RootContext> {
     Box::new(Root {
         context_id,
         shared: None,
+        pending: HashMap::new(),
     })
 }
 
