@@ -716,7 +716,10 @@ fn envoy_version() -> String {
     let out = Command::new(envoy_bin()).arg("--version").output();
     out.ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .and_then(|s| s.split('/').nth(1).map(str::to_string))
+        .and_then(|s| {
+            let after = s.split("version: ").nth(1)?.to_string();
+            after.split('/').nth(1).map(str::to_string)
+        })
         .unwrap_or_else(|| "unknown".to_string())
 }
 
@@ -728,9 +731,12 @@ fn machine_line() -> String {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    // Count the machine's CPUs (this process is pinned to one of them).
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
