@@ -1,5 +1,5 @@
 //! The host-router configuration (JSON, Istio `pluginConfig`), its defaults
-//! and its validation. Every field is documented in the filter's README.
+//! and its validation. Every field is documented in the README (host-router section).
 
 use gatehouse_core::config::{ensure, validate_header_name, ConfigError, Validate};
 use gatehouse_core::host::parse_authority;

@@ -1,6 +1,6 @@
 //! The rate-limit configuration (Istio `pluginConfig` JSON) and its checks.
 //!
-//! Every field and default is documented in the crate README. [`Config`] is
+//! Every field and default is documented in the README (rate-limit section). [`Config`] is
 //! the serde form; [`crate::engine::Engine::new`] compiles it (host tables,
 //! emission intervals) and is also what [`Validate`] runs, so a config that
 //! validates always compiles.
