@@ -123,7 +123,12 @@ impl Demo {
         }
         line.push_str(&format!(" '{url}'"));
         if self.repeat > 1 {
-            line = format!("for i in $(seq {}); do {line} | head -1; done", self.repeat);
+            // The first answers as status codes, the last one in full.
+            let quiet = line.replacen("curl -si", "curl -s -o /dev/null -w '%{http_code}\\n'", 1);
+            line = format!(
+                "for i in $(seq {}); do {quiet}; done; {line}",
+                self.repeat - 1
+            );
         }
         format!(
             "  # {} (expect {})\n  {line}",
@@ -191,6 +196,36 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
             expect_status: 403,
             repeat: 1,
         });
+        if has("rate-limit") {
+            out.push(Demo {
+                what: "rate-limit: the JWT client's plan (silver) is not configured, so the default plan `free` applies: 3 per minute; the 4th answer is a 429 with retry-after and x-ratelimit-* headers".into(),
+                tls: tls_default,
+                request: Request::get("/").host(host).header("authorization", &format!("Bearer {}", field("jwt"))),
+                expect_status: 429,
+                repeat: 4,
+            });
+        }
+        if has("host-router") {
+            out.push(Demo {
+                what: "host-router: catalog.istioinaction.io is answered by the `catalog` upstream"
+                    .into(),
+                tls: tls_default,
+                request: Request::get("/items")
+                    .host("catalog.istioinaction.io")
+                    .header("x-api-key", &field("api_key")),
+                expect_status: 200,
+                repeat: 1,
+            });
+            out.push(Demo {
+                what: "host-router: an unknown host gets 404".into(),
+                tls: tls_default,
+                request: Request::get("/")
+                    .host("unknown.example.org")
+                    .header("x-api-key", &field("api_key")),
+                expect_status: 404,
+                repeat: 1,
+            });
+        }
     }
     out
 }
