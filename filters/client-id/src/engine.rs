@@ -628,9 +628,11 @@ impl Engine {
         if let Some(j) = &self.jwt {
             names.extend(j.claims_to_headers.iter().map(|(_, h)| h.as_str()));
         }
+        // Only copies the request actually carries need removing: a removal
+        // of an absent header would still cost a host call per request.
         let mut ops: Vec<HeaderOp> = Vec::new();
         for n in names {
-            if !ops.iter().any(|o| o.name() == n) {
+            if headers.contains(n) && !ops.iter().any(|o| o.name() == n) {
                 ops.push(HeaderOp::remove(n));
             }
         }
