@@ -186,6 +186,21 @@ pub struct JwtConfig {
     /// Longest token accepted, bytes. Default 8192.
     #[serde(default = "default_max_token")]
     pub max_token_bytes: usize,
+    /// Verified tokens remembered per worker (0 = verify every request).
+    /// Default 1024.
+    #[serde(default = "default_cache_entries")]
+    pub verified_cache_entries: usize,
+    /// Longest a verified token is remembered, seconds (never past its
+    /// `exp`). Default 60.
+    #[serde(default = "default_cache_ttl")]
+    pub verified_cache_ttl_seconds: u64,
+}
+
+fn default_cache_entries() -> usize {
+    1024
+}
+fn default_cache_ttl() -> u64 {
+    60
 }
 
 fn default_skew() -> u64 {

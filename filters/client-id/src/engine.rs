@@ -3,11 +3,13 @@
 use crate::apikey::{self, Source};
 use crate::config::{check_header, CertField, Config, IssuerConfig, Method, Mode, RemoteJwks};
 use crate::jwt::{self, Alg, JwtError, KeySet, Peek, Policy, ALL_ALGS};
+use crate::verified::VerifiedCache;
 use gatehouse_core::config::{ensure, ConfigError};
 use gatehouse_core::host::{normalize_host, HostPattern};
 use gatehouse_core::path::{split_path_query, PathMatch};
 use gatehouse_core::{HeaderOp, HeaderSnapshot};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
@@ -65,6 +67,7 @@ struct JwtEngine {
     plan_claim: Option<String>,
     claims_to_headers: Vec<(String, String)>,
     max_len: usize,
+    verified: RefCell<VerifiedCache>,
 }
 
 #[derive(Debug, Clone)]
@@ -466,6 +469,10 @@ impl Engine {
                     plan_claim: j.plan_claim.clone(),
                     claims_to_headers: claims,
                     max_len: j.max_token_bytes,
+                    verified: RefCell::new(VerifiedCache::new(
+                        j.verified_cache_entries,
+                        j.verified_cache_ttl_seconds,
+                    )),
                 })
             }
         };
@@ -994,9 +1001,43 @@ impl Engine {
                 Some(fp.clone()),
             ))
         };
-        let peek: Peek = match jwt::peek(&token, j.max_len) {
+        let cache_key = apikey::sha256(token.as_bytes());
+        let cached = j
+            .verified
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut c| c.get(&cache_key, input.now_secs));
+        let claims = match cached {
+            Some((_, claims)) => claims,
+            None => match self.verify_jwt(j, &token, input, remote, &fail, &fp) {
+                Ok((idx, claims)) => {
+                    if let Ok(mut c) = j.verified.try_borrow_mut() {
+                        c.insert(cache_key, idx, &claims, input.now_secs);
+                    }
+                    claims
+                }
+                Err(t) => return t,
+            },
+        };
+        self.identity_from_claims(j, claims, fp.clone(), &fail)
+    }
+
+    /// Full verification of a token not in the verified cache: the issuer
+    /// index and the claims, or what to do instead.
+    // `Tried` is the engine's internal answer, returned once per request.
+    #[allow(clippy::result_large_err)]
+    fn verify_jwt(
+        &self,
+        j: &JwtEngine,
+        token: &str,
+        input: &Input<'_>,
+        remote: &mut dyn RemoteKeys,
+        fail: &dyn Fn(JwtError) -> Tried,
+        fp: &str,
+    ) -> Result<(usize, Map<String, Value>), Tried> {
+        let peek: Peek = match jwt::peek(token, j.max_len) {
             Ok(p) => p,
-            Err(e) => return fail(e),
+            Err(e) => return Err(fail(e)),
         };
         let Some((idx, issuer)) = j
             .issuers
@@ -1004,36 +1045,46 @@ impl Engine {
             .enumerate()
             .find(|(_, i)| Some(i.policy.issuer.as_str()) == peek.iss.as_deref())
         else {
-            return fail(JwtError::UnknownIssuer);
+            return Err(fail(JwtError::UnknownIssuer));
         };
         if !issuer.algs.contains(&peek.alg) {
-            return fail(JwtError::AlgorithmNotAllowed);
+            return Err(fail(JwtError::AlgorithmNotAllowed));
         }
         let keys = match &issuer.keys {
             KeySource::Inline(k) => k.clone(),
             KeySource::Remote(cfg) => match remote.keys(idx, peek.kid.as_deref(), cfg) {
                 KeysAnswer::Keys(k) => k,
-                KeysAnswer::Fetch => return Tried::NeedFetch(idx),
-                KeysAnswer::Wait => return Tried::Wait(idx),
+                KeysAnswer::Fetch => return Err(Tried::NeedFetch(idx)),
+                KeysAnswer::Wait => return Err(Tried::Wait(idx)),
                 KeysAnswer::Unavailable => {
                     let mut o = self.reject(
                         503,
                         "jwks_unavailable",
                         "the signing keys are unavailable; retry later",
                         None,
-                        Some(fp),
+                        Some(fp.to_string()),
                     );
                     if let Outcome::Rejected(r) = &mut o {
                         r.retry_after = Some(cfg.min_refresh_interval_seconds.max(1));
                     }
-                    return Tried::Rejected(o);
+                    return Err(Tried::Rejected(o));
                 }
             },
         };
-        let claims = match jwt::verify(&token, &peek, &keys, &issuer.policy, input.now_secs) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        };
+        match jwt::verify(token, &peek, &keys, &issuer.policy, input.now_secs) {
+            Ok(c) => Ok((idx, c)),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// The identity a verified token's claims give.
+    fn identity_from_claims(
+        &self,
+        j: &JwtEngine,
+        claims: Map<String, Value>,
+        fp: String,
+        fail: &dyn Fn(JwtError) -> Tried,
+    ) -> Tried {
         let Some(client_id) = claims
             .get(&j.client_id_claim)
             .and_then(claim_string)

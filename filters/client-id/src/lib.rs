@@ -18,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod jwt;
+pub mod verified;
 
 #[cfg(test)]
 mod tests;
