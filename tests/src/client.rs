@@ -22,6 +22,8 @@ pub struct Request {
     pub authority: String,
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// HTTP/2 `:scheme` (default `http`; HTTP/1.1 has none).
+    pub scheme: String,
 }
 
 impl Request {
@@ -32,7 +34,15 @@ impl Request {
             authority: "example.com".to_string(),
             headers: Vec::new(),
             body: Vec::new(),
+            scheme: "http".to_string(),
         }
+    }
+
+    /// Sends this `:scheme` over HTTP/2 (e.g. a client claiming `https` on
+    /// a plain connection).
+    pub fn scheme(mut self, scheme: &str) -> Request {
+        self.scheme = scheme.to_string();
+        self
     }
 
     pub fn get(path: &str) -> Request {
@@ -222,7 +232,7 @@ async fn h2_request(port: u16, req: &Request) -> Response {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let uri = format!("http://{}{}", req.authority, req.path);
+    let uri = format!("{}://{}{}", req.scheme, req.authority, req.path);
     let mut builder = hyper::Request::builder()
         .method(req.method.as_str())
         .uri(uri);

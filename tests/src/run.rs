@@ -19,6 +19,22 @@ pub const CHAIN_ORDER: [&str; 5] = [
     "host-router",
 ];
 
+/// Filters that have an adapter in the repository (`src/filter.rs`), in
+/// chain order: exactly the ones the Makefile builds.
+pub fn filters_in_repo() -> Vec<&'static str> {
+    CHAIN_ORDER
+        .iter()
+        .copied()
+        .filter(|f| {
+            crate::repo_root()
+                .join("filters")
+                .join(f)
+                .join("src/filter.rs")
+                .is_file()
+        })
+        .collect()
+}
+
 /// Ports of the run; 0 picks free ones (tests).
 #[derive(Debug, Clone, Copy)]
 pub struct RunPorts {

@@ -1,24 +1,8 @@
 //! The `make run` chain: every filter in the repository, in the documented
 //! order, each with its example config, answers the demo requests that
 //! `make run` prints with the documented statuses.
-use gatehouse_e2e::run::{chain_config, demos, RunPorts, CHAIN_ORDER};
+use gatehouse_e2e::run::{chain_config, demos, filters_in_repo, RunPorts};
 use gatehouse_e2e::*;
-
-/// Filters that have an adapter in the repository (the Makefile builds
-/// exactly these); each one's .wasm must exist.
-fn filters_in_repo() -> Vec<&'static str> {
-    CHAIN_ORDER
-        .iter()
-        .copied()
-        .filter(|f| {
-            repo_root()
-                .join("filters")
-                .join(f)
-                .join("src/filter.rs")
-                .is_file()
-        })
-        .collect()
-}
 
 #[test]
 fn make_run_chain_answers_its_demo_requests() {

@@ -9,7 +9,7 @@
 //! `--mode validate` (paths mapped back to dist/ and a test certificate),
 //! checks the compose file pins the Envoy image of the tested version and
 //! runs the upstreams the config names, and runs `docker-compose config`.
-use gatehouse_e2e::run::{chain_config, RunPorts, CHAIN_ORDER};
+use gatehouse_e2e::run::{chain_config, filters_in_repo, RunPorts};
 use gatehouse_e2e::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -22,21 +22,6 @@ const UPSTREAM_PORT: u16 = 8080;
 
 fn compose_dir() -> std::path::PathBuf {
     repo_root().join("envoy-test")
-}
-
-/// Filters with an adapter, in chain order.
-fn filters_in_repo() -> Vec<&'static str> {
-    CHAIN_ORDER
-        .iter()
-        .copied()
-        .filter(|f| {
-            repo_root()
-                .join("filters")
-                .join(f)
-                .join("src/filter.rs")
-                .is_file()
-        })
-        .collect()
 }
 
 fn map_strings(v: &mut Value, f: &dyn Fn(&str) -> Option<String>) {

@@ -84,64 +84,6 @@ fn raw_request(method: &str, path: &str, header_lines: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// One h2c request with a chosen `:scheme` (the harness client always sends
-/// `http`): proves the filter does not trust a client-sent `:scheme`.
-fn send_h2_with_scheme(port: u16, scheme: &str, authority: &str, path: &str) -> Response {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let uri = format!("{scheme}://{authority}{path}");
-    rt.block_on(async move {
-        let fut = async {
-            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let req = hyper::Request::builder()
-                .method("GET")
-                .uri(uri)
-                .body(Empty::<bytes::Bytes>::new())
-                .unwrap();
-            let resp = sender.send_request(req).await.unwrap();
-            let status = resp.status().as_u16();
-            let headers = resp
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).to_string(),
-                    )
-                })
-                .collect();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec();
-            Response {
-                status,
-                headers,
-                body,
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(30), fut)
-            .await
-            .expect("h2 request timed out")
-    })
-}
-
 /// HEAD over HTTP/1.1: the response head as text (the harness parser
 /// expects a body after `transfer-encoding: chunked`, which HEAD never has).
 fn send_h1_head(port: u16, path: &str, host: &str) -> String {
@@ -217,9 +159,9 @@ fn client_claims_of_https_are_ignored_unless_configured() {
     let echo = Echo::start("echo");
     let envoy = envoy_with(json!({}), &echo);
 
-    let r = send_h2_with_scheme(envoy.http_port, "https", "example.com", "/s?x=1");
+    let r = envoy.send_h2(&Request::get("/s?x=1").host("example.com").scheme("https"));
     assert_redirect(&r, 301, "https://example.com/s?x=1");
-    let r = send_h2_with_scheme(envoy.http_port, "http", "example.com", "/s");
+    let r = envoy.send_h2(&Request::get("/s").host("example.com").scheme("http"));
     assert_redirect(&r, 301, "https://example.com/s");
     let r = envoy.send_h1(
         &Request::get("/xfp")

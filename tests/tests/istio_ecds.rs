@@ -14,22 +14,6 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Filters with an adapter (the Makefile builds exactly these).
-fn filters_in_repo() -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(repo_root().join("filters"))
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            e.path()
-                .join("src/filter.rs")
-                .is_file()
-                .then(|| e.file_name().to_string_lossy().to_string())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 struct Gateway {
     envoy: Envoy,
     plugins: Vec<WasmPlugin>,
@@ -88,7 +72,10 @@ impl Gateway {
 fn start_gateway() -> Gateway {
     let manifests = Manifests::load(&repo_root().join("manifests")).unwrap();
     let plugins = manifests.wasm_plugins().unwrap();
-    let in_repo = filters_in_repo();
+    let in_repo: Vec<String> = gatehouse_e2e::run::filters_in_repo()
+        .into_iter()
+        .map(String::from)
+        .collect();
     for f in &in_repo {
         assert!(
             plugins.iter().any(|p| &p.filter == f),
