@@ -172,17 +172,18 @@ deb-tools:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-# One OCI image layout per filter in dist/oci/<filter> (reproducible: the
+# One OCI image layout per filter in dist/oci/<filter>, and one for the
+# combined module in dist/oci/gatehouse (reproducible: the
 # same .wasm gives the same manifest digest); prints each manifest digest.
 image: build
-	cargo run --quiet --release -p gatehouse-delivery -- image --dist $(DIST) --out $(OCI_DIR) --tag $(TAG) $(FILTERS)
+	cargo run --quiet --release -p gatehouse-delivery -- image --dist $(DIST) --out $(OCI_DIR) --tag $(TAG) $(FILTERS) gatehouse
 
 # make push REGISTRY=ghcr.io/acme/gatehouse TAG=0.1.0 (after `skopeo login`);
 # PUSH_TLS_VERIFY=false for a registry without TLS.
 push: deb-tools
 	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port]/path TAG=tag"; exit 2; }
 	$(MAKE) --no-print-directory image TAG=$(TAG)
-	tools/delivery/push.sh $(OCI_DIR) $(REGISTRY) $(TAG) $(FILTERS)
+	tools/delivery/push.sh $(OCI_DIR) $(REGISTRY) $(TAG) $(FILTERS) gatehouse
 
 validate-manifests: delivery-setup
 	$(VENV)/bin/python manifests/validate.py manifests $(KUBECTL)

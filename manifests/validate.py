@@ -149,10 +149,10 @@ def kustomize(kubectl, d):
     return [x for x in yaml.safe_load_all(out.stdout) if x]
 
 
-def image_settings(kustomization):
+def image_settings(kustomization, generator="gatehouse-image"):
     literals = {}
     for gen in kustomization.get("configMapGenerator", []):
-        if gen.get("name") == "gatehouse-image":
+        if gen.get("name") == generator:
             for lit in gen.get("literals", []):
                 k, _, v = lit.partition("=")
                 literals[k] = v
@@ -168,6 +168,54 @@ def check_rendered(where, docs, root, registry, tag):
             fail(f"{where}: {d.get('kind')} {d['metadata']['name']} is not in istio-system")
     check_plugins(where, docs, root, lambda f: f"oci://{registry}/{f}:{tag}")
     check_routing(where, docs)
+
+
+def check_shared_module_variant(root, kubectl):
+    """manifests-shared-module/: the same plugins from the one gatehouse.wasm
+    image, each selecting its filter with pluginName (the Envoy root id)."""
+    vdir = root / "manifests-shared-module"
+    where = "manifests-shared-module"
+    k = vdir / "kustomization.yaml"
+    if not k.is_file():
+        fail(f"{where}/kustomization.yaml is missing")
+        return 0
+    registry, tag = image_settings(yaml.safe_load(k.read_text()), "gatehouse-module-image")
+    if not registry or not tag:
+        fail(f"{where}: configMapGenerator gatehouse-module-image needs registry= and tag=")
+        return 0
+
+    def check(label, docs, registry, tag):
+        for d in docs:
+            validate_doc(label, d)
+            if d.get("kind") == "ConfigMap":
+                fail(f"{label}: the ConfigMap {d['metadata']['name']} would be applied to the cluster")
+            if d.get("metadata", {}).get("namespace") != "istio-system":
+                fail(f"{label}: {d.get('kind')} {d['metadata']['name']} is not in istio-system")
+        n = check_plugins(label, docs, root, lambda f: f"oci://{registry}/gatehouse:{tag}")
+        for d in docs:
+            if d.get("kind") == "WasmPlugin":
+                filt = d["metadata"]["name"].removeprefix("gatehouse-")
+                if d["spec"].get("pluginName") != filt:
+                    fail(f"{label}: {d['metadata']['name']}: pluginName must be {filt!r}")
+        check_routing(label, docs)
+        return n
+
+    n = check(f"{where} kustomize output", kustomize(kubectl, vdir), registry, tag)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(root / "manifests", pathlib.Path(tmp) / "manifests")
+        shutil.copytree(vdir, pathlib.Path(tmp) / "manifests-shared-module")
+        kc = pathlib.Path(tmp) / "manifests-shared-module" / "kustomization.yaml"
+        text = kc.read_text()
+        text = re.sub(r"registry=\S+", "registry=127.0.0.1:5000/team/gatehouse", text)
+        text = re.sub(r"tag=\S+", "tag=v9.8.7-rc.1", text)
+        kc.write_text(text)
+        check(
+            f"{where} kustomize output (other registry/tag)",
+            kustomize(kubectl, kc.parent),
+            "127.0.0.1:5000/team/gatehouse",
+            "v9.8.7-rc.1",
+        )
+    return n
 
 
 def main():
@@ -207,6 +255,8 @@ def main():
             "v9.8.7-rc.1",
         )
 
+    n_shared = check_shared_module_variant(root, kubectl)
+
     if errors:
         for e in errors:
             print(f"validate-manifests: {e}", file=sys.stderr)
@@ -214,7 +264,8 @@ def main():
     print(
         f"validate-manifests: {len(docs)} documents ({n} WasmPlugins) valid against "
         f"Istio's schema (cloudcoil-models-istio), kustomize output valid "
-        f"(registry {registry}, tag {tag})"
+        f"(registry {registry}, tag {tag}); shared-module variant: {n_shared} WasmPlugins "
+        f"on one gatehouse image, each with its pluginName"
     )
 
 

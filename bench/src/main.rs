@@ -175,6 +175,18 @@ fn scenarios() -> Vec<Scenario> {
             |_, c| c.filter(filter("request-id", json!({}))),
             vec!["request-id"],
         ),
+        plain(
+            "request-id-ids-only",
+            "request-id with tracing off (attribution: ids only)",
+            |_, c| c.filter(filter("request-id", json!({"tracing": {"enabled": false}}))),
+            vec!["request-id"],
+        ),
+        plain(
+            "request-id-w3c-only",
+            "request-id emitting only traceparent (attribution)",
+            |_, c| c.filter(filter("request-id", json!({"tracing": {"emit": ["w3c"]}}))),
+            vec!["request-id"],
+        ),
         Scenario {
             expect: 301,
             ..plain(
@@ -656,6 +668,41 @@ fn render(list: &[Scenario], med: &[Sample], p: &Params, took: Duration) -> Stri
     }
     out.push('\n');
     out.push_str(&targets(list, med));
+    out.push_str(&attribution(list, med));
+    out
+}
+
+/// Where the CPU goes, from differences between rows of this run.
+fn attribution(list: &[Scenario], med: &[Sample]) -> String {
+    let cpu = |n: &str| {
+        list.iter()
+            .position(|s| s.name == n)
+            .map(|i| med[i].cpu_us_per_req)
+    };
+    let d = |a: &str, b: &str| Some(cpu(a)? - cpu(b)?);
+    let rows = [
+        ("the no-op filter over the router (a Wasm context, two callbacks)", d("noop", "baseline")),
+        (
+            "request-id's ids only (one read of all headers, a UUID, one metric, one response header) over the no-op filter",
+            d("request-id-ids-only", "noop"),
+        ),
+        (
+            "trace context as B3 multi + W3C (a span id, 4 header writes, one metric) over ids only",
+            d("request-id", "request-id-ids-only"),
+        ),
+        ("trace context as W3C only (1 header write) over ids only", d("request-id-w3c-only", "request-id-ids-only")),
+        ("client-id, RS256 JWT (verified-token cache hit) over an API key", d("client-id-jwt", "client-id-apikey")),
+        ("five filters: shared module over separate modules", d("five-shared", "five-separate")),
+        ("five filters: fused chain over separate modules", d("fused", "five-separate")),
+        ("five filters: fused chain over the no-op filter (HTTPS)", d("fused", "noop-tls")),
+    ];
+    let mut out = String::from("## Where the CPU goes (differences between rows above)\n\n");
+    for (what, v) in rows {
+        if let Some(v) = v {
+            out.push_str(&format!("- {what}: {v:+.1} µs/req\n"));
+        }
+    }
+    out.push('\n');
     out
 }
 
@@ -670,7 +717,6 @@ fn targets(list: &[Scenario], med: &[Sample]) -> String {
     for (n, base, noop) in [
         ("request-id", "baseline", "noop"),
         ("https-redirect-https", "baseline-tls", "noop-tls"),
-        ("https-redirect-http", "baseline", "noop"),
         ("host-router-50", "baseline", "noop"),
         ("client-id-apikey", "baseline", "noop"),
         ("client-id-jwt", "baseline", "noop"),
@@ -683,24 +729,35 @@ fn targets(list: &[Scenario], med: &[Sample]) -> String {
             ));
         }
     }
+    if let (Some(g), Some(n)) = (get("https-redirect-http"), get("native-redirect-http")) {
+        out.push_str(&format!(
+            "| https-redirect on plain HTTP (answered locally, no upstream: cheaper than the baseline, so compared with Envoy's route-level redirect instead) | {:.1} vs {:.1} µs/req (+{:.1} µs) | – |\n",
+            g.cpu_us_per_req,
+            n.cpu_us_per_req,
+            g.cpu_us_per_req - n.cpu_us_per_req
+        ));
+    }
     if let Some(r) = delta("fused", "baseline-tls", "noop-tls") {
         out.push_str(&format!(
             "| fused chain of all five adds ≤ 2× the no-op filter's CPU delta | {r:.2}× | {} |\n",
             if r <= 2.0 { "yes" } else { "no" }
         ));
     }
-    if let (Some(b), Some(z), Some(s5), Some(sep)) = (
+    if let (Some(b), Some(z), Some(s5), Some(sep), Some(rid)) = (
         get("baseline-tls"),
         get("noop-tls"),
         get("five-shared"),
         get("five-separate"),
+        get("request-id"),
     ) {
         let one = z.rss_mib - b.rss_mib;
+        let small = rid.rss_mib - get("baseline").map_or(b.rss_mib, |x| x.rss_mib);
         let five = s5.rss_mib - b.rss_mib;
         let sep5 = sep.rss_mib - b.rss_mib;
         out.push_str(&format!(
-            "| five filters on the shared module add ≤ 1.5× the memory of one small module | +{five:.1} MiB vs +{one:.1} MiB for the no-op module ({:.2}×; five separate modules: +{sep5:.1} MiB) | {} |\n",
+            "| five filters on the shared module add ≤ 1.5× the memory of one small module | +{five:.1} MiB vs +{one:.1} MiB for the no-op module ({:.2}×) and +{small:.1} MiB for request-id alone ({:.2}×); five separate modules: +{sep5:.1} MiB | {} |\n",
             if one > 0.0 { five / one } else { f64::NAN },
+            if small > 0.0 { five / small } else { f64::NAN },
             if five <= 1.5 * one { "yes" } else { "no" }
         ));
         out.push_str(&format!(

@@ -48,6 +48,9 @@ fn filters_in_repo() -> Vec<String> {
         .collect();
     out.sort();
     assert!(!out.is_empty());
+    // The combined module is shipped as an image too (the shared-module
+    // manifests variant pulls it).
+    out.push("gatehouse".to_string());
     for f in &out {
         let p = dist().join(format!("{f}.wasm"));
         assert!(p.is_file(), "{} is missing: run `make build`", p.display());
