@@ -46,11 +46,11 @@ fn filters_in_repo() -> Vec<String> {
                 .then(|| e.file_name().to_string_lossy().to_string())
         })
         .collect();
-    out.sort();
     assert!(!out.is_empty());
     // The combined module is shipped as an image too (the shared-module
     // manifests variant pulls it).
     out.push("gatehouse".to_string());
+    out.sort();
     for f in &out {
         let p = dist().join(format!("{f}.wasm"));
         assert!(p.is_file(), "{} is missing: run `make build`", p.display());
