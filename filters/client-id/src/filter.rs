@@ -523,8 +523,4 @@ pub fn new_root(context_id: u32) -> Box<dyn RootContext> {
     })
 }
 
-#[cfg(not(feature = "no-entry"))]
-proxy_wasm::main! {{
-    gatehouse_proxy::init_logging();
-    proxy_wasm::set_root_context(new_root);
-}}
+gatehouse_proxy::filter_entry!();

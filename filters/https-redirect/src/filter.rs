@@ -135,13 +135,4 @@ impl HttpContext for Http {
     }
 }
 
-/// Root context factory, used by the combined gatehouse.wasm module later.
-pub fn new_root(_context_id: u32) -> Box<dyn RootContext> {
-    Box::new(Root::default())
-}
-
-#[cfg(not(feature = "no-entry"))]
-proxy_wasm::main! {{
-    gatehouse_proxy::init_logging();
-    proxy_wasm::set_root_context(new_root);
-}}
+gatehouse_proxy::filter_entry!(Root);

@@ -338,3 +338,27 @@ pub mod fused {
         })
     }
 }
+
+/// The entry point every filter module shares. `filter_entry!(Root)`
+/// defines `pub fn new_root` (building `Root::default()`, also used by the
+/// combined gatehouse.wasm) and the proxy-wasm entry point; `filter_entry!()`
+/// adds only the entry point, for a filter with its own `new_root`. The
+/// entry point is left out when the filter crate is built with its
+/// `no-entry` feature (as a library of gatehouse.wasm).
+#[macro_export]
+macro_rules! filter_entry {
+    () => {
+        #[cfg(not(feature = "no-entry"))]
+        $crate::proxy_wasm::main! {{
+            $crate::init_logging();
+            $crate::proxy_wasm::set_root_context(new_root);
+        }}
+    };
+    ($root:ty) => {
+        /// Root context factory (also used by the combined gatehouse.wasm module).
+        pub fn new_root(_context_id: u32) -> Box<dyn $crate::proxy_wasm::traits::RootContext> {
+            Box::new(<$root>::default())
+        }
+        $crate::filter_entry!();
+    };
+}

@@ -130,13 +130,4 @@ impl HttpContext for RequestId {
     }
 }
 
-/// Root context factory (also used by the combined gatehouse.wasm module).
-pub fn new_root(_context_id: u32) -> Box<dyn RootContext> {
-    Box::new(Root::default())
-}
-
-#[cfg(not(feature = "no-entry"))]
-proxy_wasm::main! {{
-    gatehouse_proxy::init_logging();
-    proxy_wasm::set_root_context(new_root);
-}}
+gatehouse_proxy::filter_entry!(Root);
