@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn the_readme_documents_every_counter() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../README.md");
         for name in OUTCOMES {
             assert!(
                 readme.contains(&format!("`{}`", outcome_metric(name))),
