@@ -17,13 +17,11 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/
 WBG_ROOT := $(VENV)/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 WBG_RUNNER := $(WBG_ROOT)/bin/wasm-bindgen-test-runner
 
-# Every filter crate that has an adapter (src/filter.rs) is built.
-FILTERS := $(sort $(patsubst filters/%/src/filter.rs,%,$(wildcard filters/*/src/filter.rs)))
+# The filters, in chain order: the one inventory, gatehouse_core::FILTERS
+# (filters/core/src/inventory.rs, the quoted names between its markers).
+FILTERS := $(shell sed -n '/inventory:begin/,/inventory:end/s/^ *"\([a-z-]*\)",$$/\1/p' filters/core/src/inventory.rs)
 # Crates holding pure logic (tested natively and under wasm32-unknown-unknown).
 PURE_CRATES := gatehouse-core $(FILTERS) gatehouse
-# The per-filter end-to-end tests, which also run against gatehouse.wasm
-# (shared module and fused chain).
-FILTER_E2E_TESTS := $(sort $(basename $(notdir $(foreach f,$(FILTERS) chain,$(wildcard tests/tests/$(subst -,_,$(f))*.rs)))))
 DIST := $(ROOT)/dist
 WASM_TARGET := wasm32-wasip1
 
@@ -85,22 +83,31 @@ clippy: .venv/.rust-targets
 	cargo clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -p gatehouse-proxy -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p gatehouse --target-dir target/module -- -D warnings
 
+# Every native cargo invocation selects the whole workspace, so features
+# unify the same way and each dependency is compiled once for all of them.
 unit-test:
-	cargo test $(addprefix -p ,$(PURE_CRATES))
+	cargo test --workspace --lib --bins
 
 wasm-unit-test: setup
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(WBG_RUNNER) \
 	  cargo test --target wasm32-unknown-unknown $(addprefix -p ,$(PURE_CRATES))
 
+# The whole end-to-end suite (and the delivery tests) runs once, on Envoy
+# $(ENVOY_VERSION) with one module per filter. Tests named `iface_*` exercise
+# each filter's use of the host interface (a pass-through, a local reply, a
+# header edit, a callout, a refused configuration; the make-run chain; ECDS):
+# they run again on the shared module, the fused chain and Envoy
+# $(ENVOY_OLD_VERSION). See docs/development.md.
+E2E_MATRIX := shared:$(ENVOY_VERSION) fused:$(ENVOY_VERSION) separate:$(ENVOY_OLD_VERSION)
+
 e2e-test: setup build
-	cargo test -p gatehouse-delivery
-	@for v in $(ENVOY_TEST_VERSIONS); do \
-	  echo "== end-to-end suite on Envoy $$v"; \
-	  ENVOY_BIN=$(VENV)/envoy-$$v/envoy/_bin/envoy cargo test -p gatehouse-e2e -- --test-threads 2; \
-	done
-	@for mode in shared fused; do \
-	  echo "== per-filter end-to-end tests on Envoy $(ENVOY_VERSION), delivery: $$mode (dist/gatehouse.wasm)"; \
-	  GATEHOUSE_DELIVERY=$$mode cargo test -p gatehouse-e2e $(addprefix --test ,$(FILTER_E2E_TESTS)) -- --test-threads 2; \
+	@echo "== end-to-end and delivery tests, Envoy $(ENVOY_VERSION), separate modules"
+	cargo test --workspace --test '*' -- --test-threads 2
+	@for m in $(E2E_MATRIX); do \
+	  mode=$${m%%:*}; v=$${m##*:}; \
+	  echo "== host-interface tests (iface_*), Envoy $$v, delivery: $$mode"; \
+	  GATEHOUSE_DELIVERY=$$mode ENVOY_BIN=$(VENV)/envoy-$$v/envoy/_bin/envoy \
+	    cargo test --workspace --test '*' -- --test-threads 2 iface_ || exit 1; \
 	done
 
 test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests validate-compose e2e-test
@@ -132,10 +139,9 @@ clean:
 
 # --- delivery: Istio manifests, OCI images, docker-compose -----------------
 
-# Istio releases ship older Envoys: the end-to-end suite also runs on this one.
+# Istio releases ship older Envoys: the host-interface tests also run on this one.
 ENVOY_OLD_VERSION := 1.36.4
 ENVOY_OLD_BIN := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
-ENVOY_TEST_VERSIONS := $(ENVOY_VERSION) $(ENVOY_OLD_VERSION)
 # Istio's API models (WasmPlugin, Gateway, VirtualService) for validation;
 # 1.24.2.1 is the newest release that supports the venv's Python (3.11).
 CLOUDCOIL_ISTIO_VERSION := 1.24.2.1

@@ -191,20 +191,34 @@ impl Envoy {
             .collect()
     }
 
-    /// A counter by exact name, 0 when absent.
+    /// A counter or gauge by exact name. A name Envoy does not have fails
+    /// the test (a typo must never read as 0), listing the names that share
+    /// its first segment.
     pub fn counter(&self, name: &str) -> u64 {
-        self.stats().get(name).copied().unwrap_or(0)
+        let stats = self.stats();
+        match stats.get(name) {
+            Some(v) => *v,
+            None => panic!("{}", missing_stat(name, &stats)),
+        }
     }
 
-    /// A gatehouse counter: Envoy exposes Wasm metrics with a
-    /// `wasmcustom.` prefix; this accepts the name with or without it.
+    /// A gatehouse metric: Envoy exposes Wasm metrics with a `wasmcustom.`
+    /// prefix; this accepts the name with or without it. A name Envoy does
+    /// not have fails the test: filters define their counters at
+    /// configuration time, so an absent name is a typo or a missing counter.
     pub fn metric(&self, name: &str) -> u64 {
+        self.metric_opt(name)
+            .unwrap_or_else(|| panic!("{}", missing_stat(name, &self.stats())))
+    }
+
+    /// A gatehouse metric that may legitimately not exist (yet): `None`
+    /// when Envoy has no such name.
+    pub fn metric_opt(&self, name: &str) -> Option<u64> {
         let stats = self.stats();
         stats
             .get(name)
             .or_else(|| stats.get(&format!("wasmcustom.{name}")))
             .copied()
-            .unwrap_or(0)
     }
 
     /// Envoy's log so far.
@@ -293,4 +307,20 @@ fn admin_request(port: u16, method: &str, path: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// The failure message for a stat name Envoy does not have.
+fn missing_stat(name: &str, stats: &BTreeMap<String, u64>) -> String {
+    let bare = name.strip_prefix("wasmcustom.").unwrap_or(name);
+    let first = bare.split('.').next().unwrap_or(bare);
+    let near: Vec<&String> = stats
+        .keys()
+        .filter(|k| {
+            k.strip_prefix("wasmcustom.")
+                .unwrap_or(k)
+                .starts_with(first)
+        })
+        .take(60)
+        .collect();
+    format!("Envoy has no stat `{name}`; names starting with `{first}`: {near:?}")
 }

@@ -5,7 +5,7 @@ use gatehouse_e2e::run::{chain_config, demos, filters_in_repo, RunPorts};
 use gatehouse_e2e::*;
 
 #[test]
-fn make_run_chain_answers_its_demo_requests() {
+fn iface_make_run_chain_answers_its_demo_requests() {
     let built = filters_in_repo();
     assert!(built.contains(&"request-id"), "{built:?}");
     for f in &built {

@@ -76,7 +76,7 @@ fn key_config() -> Value {
 }
 
 #[test]
-fn api_keys_identify_the_client_and_forged_identity_never_passes() {
+fn iface_api_keys_identify_the_client_and_forged_identity_never_passes() {
     let echo = Echo::start("echo");
     let envoy = Envoy::start(
         &EnvoyConfig::new()
@@ -498,7 +498,7 @@ fn es_signing_with_kid(kid: &str) -> String {
 }
 
 #[test]
-fn mtls_identifies_by_uri_san_and_digest_and_follows_the_rule_without_a_certificate() {
+fn iface_mtls_identifies_by_uri_san_and_digest_and_follows_the_rule_without_a_certificate() {
     let echo = Echo::start("echo");
     let pki = TestPki::new(&scratch_dir("pki"));
     let by_san = pki.client_cert("svc-a", Some("spiffe://corp.test/ns/shop/sa/orders"));
@@ -585,7 +585,7 @@ fn the_error_line(log: &str) -> &str {
 }
 
 #[test]
-fn bad_configs_are_refused_with_a_line_naming_the_field() {
+fn iface_bad_configs_are_refused_with_a_line_naming_the_field() {
     let issuer = |jwks: Value, algs: Value| json!({"jwt": {"issuers": [{"issuer": "x", "jwks": jwks, "algorithms": algs}]}});
     let h = sha_hex("dup-dup-dup-dup");
     let cases = [

@@ -134,7 +134,7 @@ fn token(kp: &ES256KeyPair, iss: &str, sub: &str) -> String {
 }
 
 #[test]
-fn remote_jwks_fetch_cache_rotation_and_outage() {
+fn iface_remote_jwks_fetch_cache_rotation_and_outage() {
     let echo = Echo::start("echo");
     let k1 = ES256KeyPair::generate().with_key_id("k1");
     let k2 = ES256KeyPair::generate().with_key_id("k2");

@@ -3,7 +3,7 @@
 use gatehouse_e2e::*;
 
 #[test]
-fn plain_envoy_proxies_to_echo_over_h1_h2_and_tls() {
+fn iface_plain_envoy_proxies_to_echo_over_h1_h2_and_tls() {
     let echo = Echo::start("echo");
     let pki = TestPki::new(&scratch_dir("pki"));
     let envoy = Envoy::start(
@@ -34,6 +34,20 @@ fn plain_envoy_proxies_to_echo_over_h1_h2_and_tls() {
     let r = envoy.send_h1_tls(&Request::get("/secure").host("localhost"), &tls);
     assert_eq!(r.status, 200);
     assert_eq!(r.echo().header("x-forwarded-proto"), Some("https"));
+
+    // Stats: a name Envoy has reads its value; a name it does not have
+    // fails the test instead of reading as 0 (a typo must not pass `== 0`).
+    assert!(envoy.counter("http.plain.downstream_rq_total") >= 2);
+    for missing in ["http.plain.no_such_counter", "gatehouse.no_such.metric"] {
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if missing.starts_with("gatehouse") {
+                envoy.metric(missing)
+            } else {
+                envoy.counter(missing)
+            }
+        }));
+        assert!(read.is_err(), "reading `{missing}` must fail the test");
+    }
 }
 
 #[test]

@@ -100,7 +100,7 @@ fn upstream_of(envoy: &Envoy, h2: bool, req: &Request) -> String {
 // --- the classic Istio example -------------------------------------------
 
 #[test]
-fn example_config_routes_webapp_and_catalog_over_h1_and_h2() {
+fn iface_example_config_routes_webapp_and_catalog_over_h1_and_h2() {
     let up = Upstreams::start();
     let envoy = Envoy::start(&base(&up).filter(host_router(example_config())));
     for h2 in [false, true] {
@@ -247,7 +247,7 @@ fn host_precedence_and_path_rules_over_h1_and_h2() {
 }
 
 #[test]
-fn rewrites_header_edits_and_direct_responses_over_h1_and_h2() {
+fn iface_rewrites_header_edits_and_direct_responses_over_h1_and_h2() {
     let up = Upstreams::start();
     let envoy = Envoy::start(&base(&up).filter(host_router(rich_config())));
     let web = "webapp.istioinaction.io";
@@ -372,7 +372,7 @@ fn resolving_base(up: &Upstreams) -> EnvoyConfig {
 }
 
 #[test]
-fn reroutes_even_when_an_earlier_filter_already_resolved_the_route() {
+fn iface_reroutes_even_when_an_earlier_filter_already_resolved_the_route() {
     let up = Upstreams::start();
     let mut cfg = example_config();
     cfg["unknown_host"] = json!({"action": "pass"});
@@ -563,7 +563,7 @@ fn refused(up: &Upstreams, config: Value, field: &str, reason: &str) {
 }
 
 #[test]
-fn bad_configs_are_refused_naming_the_field() {
+fn iface_bad_configs_are_refused_naming_the_field() {
     let up = Upstreams::start();
     let route = json!([{"route": {"cluster": "webapp"}}]);
     refused(

@@ -106,7 +106,7 @@ fn tls_client(pki: &TestPki) -> TlsClient {
 }
 
 #[test]
-fn plain_http_is_redirected_keeping_host_path_and_query_over_h1_and_h2() {
+fn iface_plain_http_is_redirected_keeping_host_path_and_query_over_h1_and_h2() {
     let echo = Echo::start("echo");
     let pki = TestPki::new(&scratch_dir("pki"));
     let envoy = envoy_with_tls(json!({}), &echo, &pki);
@@ -513,7 +513,7 @@ fn host_allowlist_refuses_redirects_to_other_hosts() {
 }
 
 #[test]
-fn hsts_on_https_responses_only() {
+fn iface_hsts_on_https_responses_only() {
     let echo = Echo::start("echo");
     let pki = TestPki::new(&scratch_dir("pki"));
     let value = "max-age=63072000; includeSubDomains; preload";
@@ -564,7 +564,7 @@ fn hsts_on_https_responses_only() {
 
 /// Bad configuration: Envoy refuses to start, and the log names the field.
 #[test]
-fn bad_config_refuses_to_start_and_the_log_says_why() {
+fn iface_bad_config_refuses_to_start_and_the_log_says_why() {
     let cases: Vec<(WasmFilter, &str)> = vec![
         (
             WasmFilter::new(FILTER, json!({})).raw_config(r#"{"status": 301"#),

@@ -165,7 +165,7 @@ fn pass_through(g: &Gateway, host: &str) -> (bool, Request) {
 }
 
 #[test]
-fn the_gateway_runs_what_istiod_would_send_for_the_manifests() {
+fn iface_the_gateway_runs_what_istiod_would_send_for_the_manifests() {
     let g = start_gateway();
     let order: Vec<String> = g.plugins.iter().map(|p| p.filter.clone()).collect();
     let expected: Vec<String> = run::CHAIN_ORDER
@@ -324,7 +324,7 @@ fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn ecds_hot_reload_applies_a_new_plugin_config_and_rejects_a_bad_one() {
+fn iface_ecds_hot_reload_applies_a_new_plugin_config_and_rejects_a_bad_one() {
     let g = start_gateway();
     assert!(
         g.has("request-id"),

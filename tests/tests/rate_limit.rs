@@ -106,7 +106,7 @@ fn header_u64(r: &Response, name: &str) -> u64 {
 }
 
 #[test]
-fn exact_across_four_workers_for_one_key_and_for_two_keys_at_once() {
+fn iface_exact_across_four_workers_for_one_key_and_for_two_keys_at_once() {
     let echo = Echo::start("echo");
     let envoy = Envoy::start(
         &EnvoyConfig::new()
@@ -607,7 +607,7 @@ fn flood_of_100k_distinct_keys_stays_bounded_and_keeps_active_state() {
 }
 
 #[test]
-fn bad_configs_are_refused_with_the_field_named() {
+fn iface_bad_configs_are_refused_with_the_field_named() {
     let cases = [
         (
             json!({"rules": [{"limits": [{"rate": 0, "per": "second"}]}]}),

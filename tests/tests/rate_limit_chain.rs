@@ -12,7 +12,7 @@ use gatehouse_e2e::*;
 use serde_json::json;
 
 #[test]
-fn plans_from_client_id_pick_the_limits() {
+fn iface_plans_from_client_id_pick_the_limits() {
     let echo = Echo::start("echo");
     let envoy = Envoy::start(
         &EnvoyConfig::new()

@@ -32,7 +32,7 @@ fn is_uuid(s: &str, version: char) -> bool {
 }
 
 #[test]
-fn generates_a_uuid4_when_missing_and_echoes_it_over_h1_and_h2() {
+fn iface_generates_a_uuid4_when_missing_and_echoes_it_over_h1_and_h2() {
     let (envoy, _echo) = envoy_with(json!({}));
     for r in [
         envoy.send_h1(&Request::get("/a")),
@@ -113,7 +113,7 @@ fn echo_can_be_turned_off() {
 }
 
 #[test]
-fn id_is_echoed_on_local_replies_of_later_filters() {
+fn iface_id_is_echoed_on_local_replies_of_later_filters() {
     let echo = Echo::start("echo");
     let envoy = Envoy::start(
         &EnvoyConfig::new()
@@ -206,7 +206,7 @@ fn starts_a_new_128_bit_trace_when_none_is_valid() {
 }
 
 #[test]
-fn continues_w3c_traceparent_with_a_new_span() {
+fn iface_continues_w3c_traceparent_with_a_new_span() {
     let (envoy, _echo) = envoy_with(emit_all());
     let r = envoy.send_h2(
         &Request::get("/")
@@ -376,7 +376,7 @@ fn hostile_requests_never_get_a_5xx() {
 }
 
 #[test]
-fn bad_config_is_refused_with_the_field_named() {
+fn iface_bad_config_is_refused_with_the_field_named() {
     let echo = Echo::start("echo");
     let cases: Vec<(WasmFilter, &str)> = vec![
         (

@@ -3,15 +3,6 @@
 //!
 //! Pure modules (no proxy-wasm): [`config`], [`apikey`], [`jwt`], [`engine`],
 //! [`cache`]. The proxy-wasm adapter is [`filter`] (wasm32-wasip1 only).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod apikey;
 pub mod cache;

@@ -5,24 +5,18 @@
 //! here ([`RandomSource`], [`Clock`]) and through plain data
 //! ([`HeaderSnapshot`], [`HeaderOp`]), so every decision can be unit-tested
 //! natively and under `wasm32-unknown-unknown`.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod config;
+pub mod doc_check;
 pub mod headers;
 pub mod hex;
 pub mod host;
+pub mod inventory;
 pub mod path;
 pub mod random;
 pub mod reply;
 
 pub use config::{parse_config, ConfigError, Validate};
 pub use headers::{HeaderOp, HeaderSnapshot};
+pub use inventory::FILTERS;
 pub use random::{Clock, RandomSource};

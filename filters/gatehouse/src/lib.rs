@@ -10,19 +10,12 @@
 //!
 //! This file is the pure part (the chain configuration); [`module`] is the
 //! proxy-wasm adapter.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 use gatehouse_core::config::{ConfigError, Validate};
+use gatehouse_core::inventory::{self, FILTERS};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 #[cfg(target_os = "wasi")]
 pub mod module;
@@ -30,56 +23,27 @@ pub mod module;
 /// Root id of the fused chain.
 pub const CHAIN_ROOT_ID: &str = "chain";
 
-/// The fixed order of the stages in the fused chain (also the order of the
-/// separate filters in a gateway).
-pub const STAGE_ORDER: [&str; 5] = [
-    "request-id",
-    "https-redirect",
-    "client-id",
-    "rate-limit",
-    "host-router",
-];
-
-/// The fused chain's configuration: one optional entry per stage, holding
-/// that filter's own configuration (a JSON object, or a string of JSON).
-/// Stages run in [`STAGE_ORDER`] whatever the order of the keys.
+/// The fused chain's configuration: one optional entry per stage, named by
+/// the filter, holding that filter's own configuration (a JSON object, or a
+/// string of JSON). Stages run in the inventory's order
+/// ([`gatehouse_core::FILTERS`]) whatever the order of the keys.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(transparent)]
 pub struct ChainConfig {
-    #[serde(rename = "request-id")]
-    pub request_id: Option<Value>,
-    #[serde(rename = "https-redirect")]
-    pub https_redirect: Option<Value>,
-    #[serde(rename = "client-id")]
-    pub client_id: Option<Value>,
-    #[serde(rename = "rate-limit")]
-    pub rate_limit: Option<Value>,
-    #[serde(rename = "host-router")]
-    pub host_router: Option<Value>,
+    pub stages: BTreeMap<String, Value>,
 }
 
 impl ChainConfig {
-    fn entries(&self) -> [(&'static str, Option<&Value>); 5] {
-        [
-            ("request-id", self.request_id.as_ref()),
-            ("https-redirect", self.https_redirect.as_ref()),
-            ("client-id", self.client_id.as_ref()),
-            ("rate-limit", self.rate_limit.as_ref()),
-            ("host-router", self.host_router.as_ref()),
-        ]
-    }
-
-    /// The stages to run, in order, each with its configuration bytes.
+    /// The stages to run, in chain order, each with its configuration bytes.
     pub fn stages(&self) -> Vec<(&'static str, Vec<u8>)> {
-        self.entries()
-            .into_iter()
-            .filter_map(|(name, v)| {
-                let v = v?;
-                let bytes = match v {
+        FILTERS
+            .iter()
+            .filter_map(|name| {
+                let bytes = match self.stages.get(*name)? {
                     Value::String(s) => s.clone().into_bytes(),
                     other => other.to_string().into_bytes(),
                 };
-                Some((name, bytes))
+                Some((*name, bytes))
             })
             .collect()
     }
@@ -87,21 +51,27 @@ impl ChainConfig {
 
 impl Validate for ChainConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        let entries = self.entries();
-        if entries.iter().all(|(_, v)| v.is_none()) {
+        if self.stages.is_empty() {
             return Err(ConfigError::new(
                 ".",
-                "the chain needs at least one stage (request-id, https-redirect, client-id, rate-limit, host-router)",
+                format!(
+                    "the chain needs at least one stage ({})",
+                    inventory::names()
+                ),
             ));
         }
-        for (name, v) in entries {
-            if let Some(v) = v {
-                if !(v.is_object() || v.is_string()) {
-                    return Err(ConfigError::new(
-                        name,
-                        "a stage's configuration is a JSON object (or a string holding one)",
-                    ));
-                }
+        for (name, v) in &self.stages {
+            if inventory::position(name).is_none() {
+                return Err(ConfigError::new(
+                    name,
+                    format!("not a gatehouse filter (one of {})", inventory::names()),
+                ));
+            }
+            if !(v.is_object() || v.is_string()) {
+                return Err(ConfigError::new(
+                    name,
+                    "a stage's configuration is a JSON object (or a string holding one)",
+                ));
             }
         }
         Ok(())
@@ -137,6 +107,12 @@ mod tests {
                 .field,
             "request-id"
         );
-        assert!(parse_config::<ChainConfig>(br#"{"auth": {}}"#).is_err());
+        assert_eq!(
+            parse_config::<ChainConfig>(br#"{"auth": {}}"#)
+                .unwrap_err()
+                .field,
+            "auth"
+        );
+        assert!(parse_config::<ChainConfig>(b"[]").is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! filter named by its root id, and the fused chain.
 
 use crate::{ChainConfig, CHAIN_ROOT_ID};
+use gatehouse_core::inventory::{self, FILTERS};
 use gatehouse_proxy::fused;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -9,16 +10,33 @@ use proxy_wasm::types::{Action, ContextType};
 
 type NewRoot = fn(u32) -> Box<dyn RootContext>;
 
+/// Each filter's root context factory, in inventory order: the root ids
+/// `gatehouse.wasm` answers to.
+const ROOTS: [(&str, NewRoot); FILTERS.len()] = [
+    ("request-id", request_id::filter::new_root),
+    ("https-redirect", https_redirect::filter::new_root),
+    ("client-id", client_id::filter::new_root),
+    ("rate-limit", rate_limit::filter::new_root),
+    ("host-router", host_router::filter::new_root),
+];
+
+// The table follows the inventory, name for name: a mismatch does not
+// compile (indexing here is evaluated by the compiler, never at run time).
+#[allow(clippy::indexing_slicing)]
+const _: () = {
+    let mut i = 0;
+    while i < FILTERS.len() {
+        assert!(inventory::same_name(ROOTS[i].0, FILTERS[i]));
+        i += 1;
+    }
+};
+
 /// The root context factory of each filter, by root id.
 fn factory(root_id: &str) -> Option<NewRoot> {
-    match root_id {
-        "request-id" => Some(request_id::filter::new_root),
-        "https-redirect" => Some(https_redirect::filter::new_root),
-        "client-id" => Some(client_id::filter::new_root),
-        "rate-limit" => Some(rate_limit::filter::new_root),
-        "host-router" => Some(host_router::filter::new_root),
-        _ => None,
-    }
+    ROOTS
+        .iter()
+        .find(|(name, _)| *name == root_id)
+        .map(|(_, new_root)| *new_root)
 }
 
 /// A root context that turns into the filter its root id names when Envoy
@@ -60,7 +78,8 @@ impl RootContext for DispatchRoot {
             new_root(self.context_id)
         } else {
             log::error!(
-                "gatehouse: invalid configuration: field `root_id`: `{root_id}` is not one of request-id, https-redirect, client-id, rate-limit, host-router, chain"
+                "gatehouse: invalid configuration: field `root_id`: `{root_id}` is not one of {}, {CHAIN_ROOT_ID}",
+                inventory::names()
             );
             return false;
         };

@@ -3,15 +3,6 @@
 //! The pure logic ([`config`], [`router`], [`split`], [`metrics`]) decides;
 //! the proxy-wasm adapter ([`filter`], Wasm build only) reads the request
 //! headers once, applies the decision and clears Envoy's route cache.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod config;
 pub mod metrics;

@@ -5,15 +5,6 @@
 //! [`config`] and [`policy`] are pure (no proxy-wasm) and unit-tested
 //! natively and under `wasm32-unknown-unknown`; [`filter`] is the thin
 //! proxy-wasm adapter, built only for `wasm32-wasip1`.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod config;
 pub mod policy;

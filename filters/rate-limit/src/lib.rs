@@ -6,15 +6,6 @@
 //! [`table`] (the bounded slot table over a CAS store), [`engine`] (the
 //! per-request decision). The adapter, `filter`, exists only in the Envoy
 //! build (wasm32-wasip1).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod config;
 pub mod engine;

@@ -3,15 +3,6 @@
 //!
 //! The decision is pure ([`decide::decide`]); [`filter`] is the thin
 //! proxy-wasm adapter, compiled only for the Envoy build (`wasm32-wasip1`).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod config;
 pub mod decide;

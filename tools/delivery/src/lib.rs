@@ -5,15 +5,6 @@
 //! - [`istio`]: reads `manifests/` and renders what istiod would send a
 //!   gateway for the `WasmPlugin`s (ECDS `TypedExtensionConfig`s in
 //!   phase/priority order) and the `VirtualService`s (routes).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod istio;
 pub mod oci;

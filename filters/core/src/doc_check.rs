@@ -1,0 +1,199 @@
+//! Checks that a filter's README documents what its code defines: every
+//! configuration field and every counter. Each filter calls
+//! [`undocumented`] from a unit test with its README and its sources, so a
+//! field or counter added without a line of documentation fails `make test`.
+//!
+//! The sources are read as text (`include_str!`), so the check also covers
+//! the proxy-wasm adapter, which is compiled only for Envoy.
+
+/// Names of the fields of every `#[derive(.. Deserialize ..)]` struct in a
+/// Rust source, as serde sees them (`#[serde(rename = "..")]` applied;
+/// `skip` and `flatten` fields and `transparent` structs left out).
+pub fn config_fields(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = false;
+    let mut in_struct = false;
+    let mut rename: Option<String> = None;
+    let mut skip = false;
+    for line in src.lines().map(str::trim) {
+        if line.starts_with("///") || line.starts_with("//") || line.is_empty() {
+            continue;
+        }
+        if !in_struct {
+            if line.starts_with("#[derive(") && line.contains("Deserialize") {
+                pending = true;
+            } else if pending && line.starts_with("#[serde(") && line.contains("transparent") {
+                pending = false;
+            } else if pending && (line.starts_with("pub struct ") || line.starts_with("struct ")) {
+                pending = false;
+                in_struct = line.ends_with('{');
+            } else if pending && !line.starts_with("#[") {
+                pending = false;
+            }
+            continue;
+        }
+        if line.starts_with('}') {
+            in_struct = false;
+            continue;
+        }
+        if let Some(attr) = line.strip_prefix("#[serde(") {
+            if let Some(name) = quoted_after(attr, "rename = ") {
+                rename = Some(name);
+            }
+            if attr.contains("skip") || attr.contains("flatten") {
+                skip = true;
+            }
+            continue;
+        }
+        if line.starts_with("#[") {
+            continue;
+        }
+        let field = line
+            .strip_prefix("pub(crate) ")
+            .or_else(|| line.strip_prefix("pub "))
+            .unwrap_or(line);
+        if let Some((name, _)) = field.split_once(':') {
+            let name = name.trim();
+            let is_ident = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_ident && !skip {
+                out.push(rename.take().unwrap_or_else(|| name.to_string()));
+            }
+        }
+        rename = None;
+        skip = false;
+    }
+    out
+}
+
+/// The short names of the counters an adapter defines: the string literals
+/// on lines that define counters (`Counter::define(..)` or a `c("..")`
+/// shorthand), without the `gatehouse.<filter>.` prefix or a `{prefix}.`
+/// placeholder.
+pub fn counters(adapter_src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in adapter_src.lines() {
+        if !(line.contains("Counter::define") || line.contains(" c(\"")) {
+            continue;
+        }
+        for lit in string_literals(line) {
+            let name = match lit.rfind("}.") {
+                Some(i) => lit.get(i + 2..).unwrap_or(""),
+                None => lit,
+            };
+            let name = match name.strip_prefix("gatehouse.") {
+                Some(rest) => rest.split_once('.').map_or(rest, |(_, n)| n),
+                None => name,
+            };
+            if !name.is_empty() && !name.contains('{') && !name.ends_with('.') {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The names in `names` that `readme` does not mention as code (the name
+/// must end a backtick span, e.g. `` `name` `` or `` `gatehouse.x.name` ``).
+pub fn undocumented(readme: &str, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| !readme.contains(&format!("{n}`")))
+        .cloned()
+        .collect()
+}
+
+fn quoted_after(s: &str, key: &str) -> Option<String> {
+    let rest = s.get(s.find(key)? + key.len()..)?.strip_prefix('"')?;
+    Some(rest.get(..rest.find('"')?)?.to_string())
+}
+
+fn string_literals(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some(start) = rest.find('"') {
+        let Some(after) = rest.get(start + 1..) else {
+            break;
+        };
+        let Some(end) = after.find('"') else {
+            break;
+        };
+        out.extend(after.get(..end));
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const SRC: &str = r#"
+/// Doc.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A field.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip)]
+    pub compiled: u8,
+    pub(crate) max_age_s: u64,
+}
+
+#[derive(Debug)]
+pub struct NotConfig {
+    pub ignored: u8,
+}
+
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct Wrapper {
+    pub inner: u8,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Allow,
+}
+"#;
+
+    #[test]
+    fn fields_of_deserialized_structs_only() {
+        assert_eq!(config_fields(SRC), vec!["rules", "type", "max_age_s"]);
+    }
+
+    #[test]
+    fn counters_from_the_adapter() {
+        let src = r#"
+        let c = |n: &str| Counter::define(&format!("gatehouse.request_id.{n}"));
+            ids_generated: c("ids_generated"),
+            redirected: Counter::define("gatehouse.https_redirect.redirected"),
+            overflow: Counter::define(&format!("{base}.overflow")),
+            identified: c("identified.api_key"),
+        "#;
+        assert_eq!(
+            counters(src),
+            vec![
+                "ids_generated",
+                "redirected",
+                "overflow",
+                "identified.api_key"
+            ]
+        );
+    }
+
+    #[test]
+    fn documented_means_ending_a_code_span() {
+        let readme = "| `rules` | ... | `gatehouse.x.overflow` |";
+        let names = vec!["rules".to_string(), "overflow".into(), "type".into()];
+        assert_eq!(undocumented(readme, &names), vec!["type".to_string()]);
+    }
+}
