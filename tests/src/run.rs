@@ -1,8 +1,9 @@
 //! The `make run` chain: every built filter in the documented order, each
 //! with its `filters/<name>/example.json`, and the demo requests that
-//! `make run` prints as curl lines. The end-to-end suite sends the same demo
-//! requests to the same configuration (tests/tests/chain.rs), so the printed
-//! lines are known to work.
+//! `make run` prints as curl lines. tests/tests/chain.rs starts the
+//! `gatehouse-run` binary and runs every printed line as printed (real
+//! curl), checking each answer against its [`Demo`], so the printed lines are
+//! known to work.
 
 use crate::client::Request;
 use crate::config::{EnvoyConfig, WasmFilter};

@@ -30,6 +30,15 @@ struct MakeRun {
 
 impl Drop for MakeRun {
     fn drop(&mut self) {
+        // The certificates it made (the printed CA's directory).
+        if let Some(ca) = self.stdout.iter().find_map(|l| {
+            l.split_once("self-signed test CA: ")
+                .map(|(_, p)| p.trim_end_matches(')').to_string())
+        }) {
+            if let Some(dir) = std::path::Path::new(&ca).parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
@@ -73,6 +82,17 @@ fn start_make_run() -> MakeRun {
     for f in filters_in_repo() {
         wasm_path(f);
     }
+    for tool in ["curl", "jq"] {
+        let found = Command::new("bash")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "{tool} is missing: the demo and doc lines run with it (Debian package {tool})"
+        );
+    }
     let mut failures = Vec::new();
     for _ in 0..3 {
         let ports = free_ports();
@@ -80,6 +100,8 @@ fn start_make_run() -> MakeRun {
             .env("GATEHOUSE_HTTP_PORT", ports.http.to_string())
             .env("GATEHOUSE_HTTPS_PORT", ports.https.to_string())
             .env("GATEHOUSE_ADMIN_PORT", ports.admin.to_string())
+            // Its scratch files (certificates, Envoy's dir) under target/tmp.
+            .env("CARGO_TARGET_TMPDIR", env!("CARGO_TARGET_TMPDIR"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
