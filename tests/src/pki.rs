@@ -10,7 +10,9 @@ use rcgen::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A test CA with a server certificate for `localhost` and `*.test`.
+/// A test CA with a server certificate (by default for `localhost`,
+/// `example.com`, `*.example.com` and `*.test`; [`TestPki::for_hosts`] picks
+/// the names).
 pub struct TestPki {
     pub dir: PathBuf,
     ca_cert: Certificate,
@@ -29,8 +31,23 @@ pub struct ClientCert {
     pub der: Vec<u8>,
 }
 
+/// The server certificate's names of [`TestPki::new`].
+pub const DEFAULT_SERVER_NAMES: [&str; 4] = ["localhost", "example.com", "*.example.com", "*.test"];
+
 impl TestPki {
+    /// A PKI whose server certificate covers [`DEFAULT_SERVER_NAMES`].
     pub fn new(dir: &Path) -> TestPki {
+        let names: Vec<String> = DEFAULT_SERVER_NAMES.iter().map(|s| s.to_string()).collect();
+        TestPki::for_hosts(dir, &names)
+    }
+
+    /// A PKI whose server certificate has exactly `server_names` as DNS
+    /// subject alternative names (the first one is also the subject CN).
+    pub fn for_hosts(dir: &Path, server_names: &[String]) -> TestPki {
+        assert!(
+            !server_names.is_empty(),
+            "a server certificate needs a name"
+        );
         std::fs::create_dir_all(dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -42,15 +59,9 @@ impl TestPki {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
 
         let server_key = KeyPair::generate().unwrap();
-        let mut sp = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "example.com".to_string(),
-            "*.example.com".to_string(),
-            "*.test".to_string(),
-        ])
-        .unwrap();
+        let mut sp = CertificateParams::new(server_names.to_vec()).unwrap();
         let mut sdn = DistinguishedName::new();
-        sdn.push(DnType::CommonName, "localhost");
+        sdn.push(DnType::CommonName, server_names[0].as_str());
         sp.distinguished_name = sdn;
         let server_cert = sp.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
 

@@ -1,8 +1,9 @@
 //! The `make run` chain: every built filter in the documented order, each
 //! with its `filters/<name>/example.json`, and the demo requests that
-//! `make run` prints as curl lines. The end-to-end suite sends the same demo
-//! requests to the same configuration (tests/tests/chain.rs), so the printed
-//! lines are known to work.
+//! `make run` prints as curl lines. tests/tests/chain.rs starts the
+//! `gatehouse-run` binary and runs every printed line as printed (real
+//! curl), checking each answer against its [`Demo`], so the printed lines are
+//! known to work.
 
 use crate::client::Request;
 use crate::config::{EnvoyConfig, WasmFilter};
@@ -89,6 +90,23 @@ pub fn chain_config(
     cfg
 }
 
+/// What a demo's answer must show besides its status (checked by
+/// tests/tests/chain.rs on the answers to the printed curl lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A response header with exactly this value.
+    Header(&'static str, String),
+    /// A response header that must be present.
+    HeaderPresent(&'static str),
+    /// A redirect to the same host and this path over HTTPS (with the
+    /// HTTPS listener's port when it is not 443).
+    RedirectToHttps(String),
+    /// The body contains this text.
+    BodyHas(String),
+    /// The body does not contain this text.
+    BodyLacks(String),
+}
+
 /// One demo request: the curl line printed by `make run`, and the same
 /// request for the tests, with the status it must get.
 #[derive(Debug, Clone)]
@@ -99,6 +117,14 @@ pub struct Demo {
     pub expect_status: u16,
     /// Send it this many times (rate-limit demo); the last answer counts.
     pub repeat: u32,
+    /// What the last answer must show besides the status.
+    pub expect: Vec<Expect>,
+}
+
+/// The echo upstream's JSON body lists each received header as
+/// `["name","value"]`.
+fn upstream_saw(name: &str, value: &str) -> Expect {
+    Expect::BodyHas(json!([name, value]).to_string())
 }
 
 impl Demo {
@@ -155,6 +181,7 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
             request: Request::get("/").host(host).header("x-request-id", "demo-123"),
             expect_status: if has("client-id") { 401 } else { 200 },
             repeat: 1,
+            expect: vec![Expect::Header("x-request-id", "demo-123".into())],
         });
     }
     if has("https-redirect") {
@@ -164,6 +191,7 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
             request: Request::post("/api/orders?id=7").host(host),
             expect_status: 308,
             repeat: 1,
+            expect: vec![Expect::RedirectToHttps("/api/orders?id=7".into())],
         });
     }
     if has("client-id") {
@@ -180,6 +208,12 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
             request: Request::get("/").host(host).header("x-api-key", &field("api_key")).header("x-client-id", "forged"),
             expect_status: 200,
             repeat: 1,
+            expect: vec![
+                Expect::Header("x-echo-upstream", "webapp".into()),
+                upstream_saw("x-client-id", "demo"),
+                upstream_saw("x-client-plan", "gold"),
+                Expect::BodyLacks("forged".into()),
+            ],
         });
         out.push(Demo {
             what: "client-id: the demo JWT (HS256, demo issuer) identifies `demo-jwt-client` (plan silver from its claim)".into(),
@@ -187,6 +221,10 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
             request: Request::get("/").host(host).header("authorization", &format!("Bearer {}", field("jwt"))),
             expect_status: 200,
             repeat: 1,
+            expect: vec![
+                upstream_saw("x-client-id", &field("jwt_client")),
+                upstream_saw("x-client-plan", "silver"),
+            ],
         });
         out.push(Demo {
             what: "client-id: a disabled client's key gets 403 with a JSON body".into(),
@@ -196,6 +234,7 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
                 .header("x-api-key", &field("disabled_api_key")),
             expect_status: 403,
             repeat: 1,
+            expect: vec![Expect::Header("content-type", "application/json".into())],
         });
         if has("rate-limit") {
             out.push(Demo {
@@ -204,6 +243,12 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
                 request: Request::get("/").host(host).header("authorization", &format!("Bearer {}", field("jwt"))),
                 expect_status: 429,
                 repeat: 4,
+                expect: vec![
+                Expect::HeaderPresent("retry-after"),
+                Expect::HeaderPresent("x-ratelimit-limit"),
+                Expect::HeaderPresent("x-ratelimit-remaining"),
+                Expect::HeaderPresent("x-ratelimit-reset"),
+            ],
             });
         }
         if has("host-router") {
@@ -216,6 +261,7 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
                     .header("x-api-key", &field("api_key")),
                 expect_status: 200,
                 repeat: 1,
+                expect: vec![Expect::Header("x-echo-upstream", "catalog".into())],
             });
             out.push(Demo {
                 what: "host-router: an unknown host gets 404".into(),
@@ -225,10 +271,34 @@ pub fn demos(built: &[&str]) -> Vec<Demo> {
                     .header("x-api-key", &field("api_key")),
                 expect_status: 404,
                 repeat: 1,
+                expect: vec![],
             });
         }
     }
     out
+}
+
+/// The names the demo requests send over TLS (their `Host`), plus
+/// `localhost`: the server certificate of `make run` covers exactly these, so
+/// every printed HTTPS curl line verifies against the printed CA.
+pub fn demo_hosts(built: &[&str]) -> Vec<String> {
+    let mut out = vec!["localhost".to_string()];
+    for d in demos(built).iter().filter(|d| d.tls) {
+        let a = d.request.authority.as_str();
+        let host = match a.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => a,
+        };
+        if !out.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            out.push(host.to_string());
+        }
+    }
+    out
+}
+
+/// The test PKI of `make run`: its server certificate names [`demo_hosts`].
+pub fn demo_pki(dir: &std::path::Path, built: &[&str]) -> TestPki {
+    TestPki::for_hosts(dir, &demo_hosts(built))
 }
 
 /// The curl lines `make run` prints.

@@ -9,11 +9,12 @@
 //! `--mode validate` (paths mapped back to dist/ and a test certificate),
 //! checks the compose file pins the Envoy image of the tested version and
 //! runs the upstreams the config names, and runs `docker-compose config`.
-use gatehouse_e2e::run::{chain_config, filters_in_repo, RunPorts};
+use gatehouse_e2e::run::{chain_config, demo_hosts, filters_in_repo, RunPorts};
 use gatehouse_e2e::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
 
 const WASM_DIR: &str = "/etc/envoy/wasm";
 const CERT: &str = "/certs/cert.pem";
@@ -222,6 +223,25 @@ fn compose_file_pins_the_tested_envoy_and_runs_the_configured_upstreams() {
         );
     }
 
+    // The `certs` service's certificate names every host the demo requests
+    // send over TLS (the names `make run`'s certificate has).
+    let certs_cmd = services["certs"]["command"].to_string();
+    let sans: Vec<&str> = certs_cmd
+        .split("subjectAltName=")
+        .nth(1)
+        .expect("subjectAltName in the certs command")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split(',')
+        .collect();
+    for host in demo_hosts(&filters_in_repo()) {
+        assert!(
+            sans.contains(&format!("DNS:{host}").as_str()),
+            "the compose certificate lacks {host}: {sans:?}"
+        );
+    }
+
     // docker-compose itself accepts the file (no Docker engine needed).
     let out = Command::new("docker-compose")
         .arg("-f")
@@ -236,4 +256,299 @@ fn compose_file_pins_the_tested_envoy_and_runs_the_configured_upstreams() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = Path::new(".");
+}
+
+// --- the echo image's build context -----------------------------------------
+
+/// One `.dockerignore` line, as Docker reads it (moby/patternmatcher):
+/// trimmed, `#` comments and blank lines dropped, `!` re-includes, the
+/// pattern cleaned (no leading `/` or `./`, no trailing `/`).
+#[derive(Debug)]
+struct IgnorePattern {
+    include: bool,
+    pattern: String,
+}
+
+fn parse_dockerignore(text: &str) -> Vec<IgnorePattern> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (include, p) = match l.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, l),
+            };
+            let cleaned: Vec<&str> = p
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .collect();
+            IgnorePattern {
+                include,
+                pattern: cleaned.join("/"),
+            }
+        })
+        .collect()
+}
+
+/// Docker's pattern match on a whole slash-separated path: `*` is any run
+/// of characters but `/`, `?` one character but `/`, `[...]` a class,
+/// `**` any run including `/` (`**/` also matches no directory), `\`
+/// escapes.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some(b'*') if p.get(1) == Some(&b'*') => {
+            let mut rest = &p[2..];
+            if rest.first() == Some(&b'/') {
+                rest = &rest[1..];
+                // `**/`: nothing, or anything ending with `/`.
+                glob(rest, s) || (0..s.len()).any(|i| s[i] == b'/' && glob(rest, &s[i + 1..]))
+            } else {
+                (0..=s.len()).any(|i| glob(rest, &s[i..]))
+            }
+        }
+        Some(b'*') => {
+            let rest = &p[1..];
+            let mut i = 0;
+            loop {
+                if glob(rest, &s[i..]) {
+                    return true;
+                }
+                if i == s.len() || s[i] == b'/' {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        Some(b'?') => !s.is_empty() && s[0] != b'/' && glob(&p[1..], &s[1..]),
+        Some(b'[') => {
+            let Some(close) = p.iter().skip(2).position(|&c| c == b']').map(|i| i + 2) else {
+                return !s.is_empty() && s[0] == b'[' && glob(&p[1..], &s[1..]);
+            };
+            let Some(&c) = s.first() else { return false };
+            if c == b'/' {
+                return false;
+            }
+            let mut class = &p[1..close];
+            let negate = matches!(class.first(), Some(b'^') | Some(b'!'));
+            if negate {
+                class = &class[1..];
+            }
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == b'-' {
+                    hit |= class[i] <= c && c <= class[i + 2];
+                    i += 3;
+                } else {
+                    hit |= class[i] == c;
+                    i += 1;
+                }
+            }
+            hit != negate && glob(&p[close + 1..], &s[1..])
+        }
+        Some(b'\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob(&p[2..], &s[1..]),
+        Some(&c) => !s.is_empty() && s[0] == c && glob(&p[1..], &s[1..]),
+    }
+}
+
+/// Whether Docker leaves `path` out of the context: the last pattern that
+/// matches the path or one of its parent directories decides.
+fn ignored(patterns: &[IgnorePattern], path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    let mut out = false;
+    for p in patterns {
+        let hit =
+            (1..=parts.len()).any(|n| glob(p.pattern.as_bytes(), parts[..n].join("/").as_bytes()));
+        if hit {
+            out = !p.include;
+        }
+    }
+    out
+}
+
+/// Whether a re-include pattern may match something under the ignored
+/// directory `dir` (else Docker does not walk into it).
+fn may_include_under(patterns: &[IgnorePattern], dir: &str) -> bool {
+    let d: Vec<&str> = dir.split('/').collect();
+    patterns.iter().filter(|p| p.include).any(|p| {
+        let segs: Vec<&str> = p.pattern.split('/').collect();
+        if segs.iter().take(d.len()).any(|s| s.contains("**")) {
+            return true;
+        }
+        segs.len() > d.len()
+            && d.iter()
+                .zip(&segs)
+                .all(|(name, seg)| glob(seg.as_bytes(), name.as_bytes()))
+    })
+}
+
+/// Copies the build context `root` into `to` the way Docker sends it.
+fn copy_context(
+    root: &Path,
+    rel: &str,
+    patterns: &[IgnorePattern],
+    to: &Path,
+    sent: &mut Vec<String>,
+) {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let ty = e.file_type().unwrap();
+        let skip = ignored(patterns, &path);
+        if ty.is_dir() {
+            if !skip || may_include_under(patterns, &path) {
+                copy_context(root, &path, patterns, to, sent);
+            }
+            continue;
+        }
+        if skip {
+            continue;
+        }
+        let dest = to.join(&path);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+        sent.push(path);
+    }
+}
+
+#[test]
+fn dockerignore_matching_follows_docker() {
+    let p = parse_dockerignore(
+        "# c\n*\n!Cargo.toml\n!filters/*/src\nfilters/*/target\n!docs/**/*.md\n/a/./b/\n",
+    );
+    assert_eq!(p.len(), 6);
+    assert_eq!(p[5].pattern, "a/b");
+    assert!(ignored(&p, "README.md"));
+    assert!(ignored(&p, "bench/Cargo.toml"));
+    assert!(!ignored(&p, "Cargo.toml"));
+    assert!(!ignored(&p, "filters/core/src/lib.rs"));
+    assert!(!ignored(&p, "filters/core/src/deep/mod.rs"));
+    assert!(ignored(&p, "filters/core/Cargo.toml"));
+    assert!(ignored(&p, "filters/core/target"));
+    assert!(!ignored(&p, "docs/x.md"));
+    assert!(!ignored(&p, "docs/a/b/x.md"));
+    assert!(ignored(&p, "a/b/c"));
+    assert!(may_include_under(&p, "filters"));
+    assert!(may_include_under(&p, "filters/core"));
+    assert!(!may_include_under(&p, "target"));
+    assert!(may_include_under(&p, "docs/a"));
+    assert!(glob(b"f?[a-c]", b"fob"));
+    assert!(!glob(b"f?[^a-c]", b"fob"));
+    assert!(!glob(b"*", b"a/b"));
+    assert!(glob(b"**", b"a/b"));
+}
+
+/// `make compose-up` builds the echo upstream from the repository with
+/// envoy-test/echo.Dockerfile. Its context is sent through
+/// echo.Dockerfile.dockerignore; the Dockerfile then runs `cargo build` on
+/// the workspace. This copies the context as Docker would into a scratch
+/// dir and runs the Dockerfile's cargo command there as `cargo check`,
+/// offline and locked: the same workspace loading (every member's
+/// manifest and targets must be in the context), the same resolution
+/// against Cargo.lock, build scripts and type-checking of every crate the
+/// echo binary needs; it skips only code generation and the LTO link, which
+/// do not depend on which files were sent.
+#[test]
+fn echo_image_context_builds_the_echo_binary() {
+    let docker = compose_dir().join("echo.Dockerfile");
+    let dockerfile = std::fs::read_to_string(&docker).unwrap();
+    let run: Vec<&str> = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("RUN cargo "))
+        .expect("a `RUN cargo ...` line in echo.Dockerfile")
+        .split_whitespace()
+        .collect();
+    assert_eq!(run.first(), Some(&"build"), "{run:?}");
+    assert!(
+        dockerfile.contains("COPY . ."),
+        "the Dockerfile copies the whole context"
+    );
+    let compose: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(compose_dir().join("docker-compose.yaml")).unwrap(),
+    )
+    .unwrap();
+    let build = &compose["x-echo"]["build"];
+    assert_eq!(build["context"], "..");
+    assert_eq!(build["dockerfile"], "envoy-test/echo.Dockerfile");
+
+    // BuildKit reads <Dockerfile>.dockerignore next to the Dockerfile
+    // instead of the context's .dockerignore.
+    let patterns = parse_dockerignore(
+        &std::fs::read_to_string(compose_dir().join("echo.Dockerfile.dockerignore")).unwrap(),
+    );
+    // This worktree's target/tmp, under fixed names (one run at a time), so
+    // the separate target dir stays warm between runs; the context is made
+    // afresh each time.
+    let base = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let ctx = base.join("echo-image-context");
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(&ctx).unwrap();
+    let mut sent = Vec::new();
+    copy_context(&repo_root(), "", &patterns, &ctx, &mut sent);
+    assert!(sent.iter().any(|p| p == "Cargo.lock"), "{sent:?}");
+    for p in &sent {
+        assert!(
+            !p.starts_with("target/") && !p.starts_with("dist/") && !p.starts_with(".venv"),
+            "{p} is sent to Docker"
+        );
+    }
+
+    let started = Instant::now();
+    let log = base.join("echo-image-check.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .arg("check")
+        .args(&run[1..])
+        .arg("--frozen")
+        .current_dir(&ctx)
+        .env("CARGO_TARGET_DIR", base.join("echo-image-target"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    // Bounded: a cold dependency check takes a few minutes on 2 cores.
+    let deadline = started + std::time::Duration::from_secs(900);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cargo check of the echo context took more than 15 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the echo image's `cargo {}` fails in its build context ({} files sent):\n{stderr}",
+        run.join(" "),
+        sent.len()
+    );
+    eprintln!(
+        "cargo check of the echo context: {:.1} s, {} files sent",
+        started.elapsed().as_secs_f64(),
+        sent.len()
+    );
 }

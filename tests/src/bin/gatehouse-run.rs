@@ -9,8 +9,8 @@
     clippy::indexing_slicing
 )]
 
-use gatehouse_e2e::run::{chain_config, RunPorts, CHAIN_ORDER};
-use gatehouse_e2e::{dist_dir, scratch_dir, Echo, Envoy, TestPki};
+use gatehouse_e2e::run::{chain_config, demo_pki, RunPorts, CHAIN_ORDER};
+use gatehouse_e2e::{dist_dir, scratch_dir, Echo, Envoy};
 
 fn port_from_env(name: &str, default: u16) -> u16 {
     std::env::var(name)
@@ -37,7 +37,7 @@ fn main() {
     let echo = Echo::start("echo");
     let webapp = Echo::start("webapp");
     let catalog = Echo::start("catalog");
-    let pki = TestPki::new(&scratch_dir("run-pki"));
+    let pki = demo_pki(&scratch_dir("run-pki"), &built);
     let cfg = chain_config(&built, &ports, &echo, &webapp, &catalog, &pki);
     let envoy = match Envoy::try_start(&cfg) {
         Ok(e) => e,
