@@ -148,7 +148,7 @@ CLOUDCOIL_ISTIO_VERSION := 1.24.2.1
 KUBECTL_VERSION := 1.37.1
 KUBECTL := $(VENV)/kubectl-$(KUBECTL_VERSION)/bin/kubectl
 # Debian packages the delivery steps use: command -> package.
-DEB_TOOLS := skopeo:skopeo docker-registry:docker-registry docker-compose:docker-compose
+DEB_TOOLS := skopeo:skopeo docker-registry:docker-registry docker-compose:docker-compose curl:curl jq:jq
 OCI_DIR := $(DIST)/oci
 TAG ?= $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
 REGISTRY ?=
