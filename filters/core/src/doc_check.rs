@@ -95,14 +95,27 @@ pub fn counters(adapter_src: &str) -> Vec<String> {
     out
 }
 
-/// The names in `names` that `readme` does not mention as code (the name
-/// must end a backtick span, e.g. `` `name` `` or `` `gatehouse.x.name` ``).
+/// The names in `names` that `readme` does not mention as code: a name is
+/// documented when it stands as a whole word inside a backtick span
+/// (`` `name` ``, `` `gatehouse.x.name` ``, `` `{"name": 1}` ``).
 pub fn undocumented(readme: &str, names: &[String]) -> Vec<String> {
+    let spans: Vec<&str> = readme.split('`').skip(1).step_by(2).collect();
     names
         .iter()
-        .filter(|n| !readme.contains(&format!("{n}`")))
+        .filter(|n| !spans.iter().any(|span| has_word(span, n)))
         .cloned()
         .collect()
+}
+
+/// `word` occurs in `text` bounded by characters that cannot be part of a
+/// field or counter name (dots separate words).
+fn has_word(text: &str, word: &str) -> bool {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        let before = text.get(..i).and_then(|t| t.chars().next_back());
+        let after = text.get(i + word.len()..).and_then(|t| t.chars().next());
+        !before.is_some_and(is_name) && !after.is_some_and(is_name)
+    })
 }
 
 fn quoted_after(s: &str, key: &str) -> Option<String> {
@@ -191,9 +204,15 @@ pub enum Mode {
     }
 
     #[test]
-    fn documented_means_ending_a_code_span() {
-        let readme = "| `rules` | ... | `gatehouse.x.overflow` |";
-        let names = vec!["rules".to_string(), "overflow".into(), "type".into()];
+    fn documented_means_a_whole_word_in_a_code_span() {
+        let readme =
+            "| `rules` | ... | `gatehouse.x.overflow` | `{\"weight\": 1}` | type, `types` |";
+        let names = vec![
+            "rules".to_string(),
+            "overflow".into(),
+            "weight".into(),
+            "type".into(),
+        ];
         assert_eq!(undocumented(readme, &names), vec!["type".to_string()]);
     }
 }
