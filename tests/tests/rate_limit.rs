@@ -463,6 +463,60 @@ fn shadow_mode_counts_and_logs_but_never_rejects() {
     ));
 }
 
+/// The `make run` Envoy config (tests/src/run.rs, also envoy-test/envoy.yaml)
+/// is an edge proxy: its connection manager takes the client address from
+/// the connection (`use_remote_address`), so a forged `x-forwarded-for`
+/// cannot make Envoy's `source.address`, and with it the `client_address`
+/// bucket, something the client chose.
+#[test]
+fn make_run_config_keys_client_address_on_the_real_peer_not_a_forged_xff() {
+    use gatehouse_e2e::run::{chain_config, RunPorts};
+    let echo = Echo::start("echo");
+    let webapp = Echo::start("webapp");
+    let catalog = Echo::start("catalog");
+    let pki = TestPki::new(&scratch_dir("rate-limit-xff-pki"));
+    let ports = RunPorts {
+        http: 0,
+        https: 0,
+        admin: 0,
+    };
+    let mut cfg = chain_config(&["rate-limit"], &ports, &echo, &webapp, &catalog, &pki);
+    cfg.http_filters = vec![FilterEntry::Wasm(rate_limit(json!({
+        "slots": 64,
+        "rules": [{"name": "by-peer", "descriptor": ["client_address"], "on_missing": "reject",
+                   "limits": [{"rate": 2, "per": "hour"}]}]
+    })))];
+    let envoy = Envoy::start(&cfg);
+    let send = |xff: Option<&str>| {
+        let mut r = Request::get("/").host("example.com");
+        if let Some(x) = xff {
+            r = r.header("x-forwarded-for", x);
+        }
+        envoy.send_h1(&r)
+    };
+    let first = send(Some("198.51.100.1"));
+    // Every other forged address is the same client: the same bucket.
+    let st: Vec<u16> = [
+        Some("198.51.100.2"),
+        Some("198.51.100.3"),
+        Some("203.0.113.7, 198.51.100.4"),
+        None,
+    ]
+    .iter()
+    .map(|x| send(*x).status)
+    .collect();
+    assert_eq!((first.status, st), (200, vec![200, 429, 429, 429]));
+    // Envoy appended the real peer (the address it keyed on); the upstream
+    // sees both.
+    let seen = first.echo().header("x-forwarded-for").unwrap().to_string();
+    let entries: Vec<&str> = seen.split(',').map(str::trim).collect();
+    assert_eq!(entries.len(), 2, "{seen}");
+    assert_eq!(entries[0], "198.51.100.1");
+    assert!(!entries[1].starts_with("198.51.100."), "{seen}");
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.by-peer.allowed"), 2);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.by-peer.limited"), 3);
+}
+
 /// Envoy's resident memory, from /proc.
 fn rss_kib(envoy: &Envoy) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", envoy.pid().unwrap())).unwrap();
