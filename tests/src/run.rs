@@ -66,7 +66,10 @@ pub fn chain_config(
         .cluster("echo", echo.port)
         .cluster("webapp", webapp.port)
         .cluster("catalog", catalog.port)
-        .tls(pki.listener(false, false));
+        .tls(pki.listener(false, false))
+        // An edge proxy: the client address is the connection's peer, never
+        // a client-sent x-forwarded-for (rate-limit's `client_address`).
+        .hcm(json!({"use_remote_address": true, "xff_num_trusted_hops": 0}));
     cfg.listen_port = ports.http;
     cfg.tls_port = ports.https;
     cfg.admin_port = ports.admin;

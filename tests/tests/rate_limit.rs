@@ -2,8 +2,10 @@
 //! (one key, two keys at once), refill and the `retry-after` / reset values,
 //! per-plan limits, IETF headers on every response of a limited route
 //! (upstream failures included), missing-key rules, `x-forwarded-for` hops,
-//! shadow mode with `source.address`, a flood of 100,000 distinct keys, and
-//! refused configurations.
+//! shadow mode with `source.address`, a flood of 100,000 distinct keys (a
+//! light client keeps its slot), two plugins sharing one VM, the `make run`
+//! config's `client_address` against a forged `x-forwarded-for`, and refused
+//! configurations.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -463,6 +465,125 @@ fn shadow_mode_counts_and_logs_but_never_rejects() {
     ));
 }
 
+/// Two rate-limit plugins on one VM (so one shared data), both with the
+/// default table, unnamed rules keyed on the client id and different limit
+/// sets: each keeps its own buckets. (They used to compute the same slot,
+/// and each treated the other's value as a configuration change and reset
+/// it, so neither ever limited.)
+#[test]
+fn two_plugins_with_default_tables_and_unnamed_rules_keep_their_own_buckets() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            // Outer: 5 per hour and 100 per day, IETF headers.
+            .filter(rate_limit(json!({
+                "slots": 64,
+                "headers": "ietf",
+                "rules": [{"descriptor": ["client_id"],
+                           "limits": [{"rate": 5, "per": "hour"}, {"rate": 100, "per": "day"}]}]
+            })))
+            // Inner: 3 per hour, x-ratelimit headers.
+            .filter(rate_limit(json!({
+                "slots": 64,
+                "rules": [{"descriptor": ["client_id"],
+                           "limits": [{"rate": 3, "per": "hour"}]}]
+            }))),
+    );
+    let rs: Vec<Response> = (0..7).map(|_| envoy.send_h1(&client("twin"))).collect();
+    let st: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert_eq!(st, vec![200, 200, 200, 429, 429, 429, 429]);
+    // The inner plugin: 3 then refused (its 429s carry its headers).
+    let inner: Vec<Option<&str>> = rs
+        .iter()
+        .map(|r| r.header("x-ratelimit-remaining"))
+        .collect();
+    assert_eq!(
+        inner,
+        vec![
+            Some("2"),
+            Some("1"),
+            Some("0"),
+            Some("0"),
+            Some("0"),
+            None,
+            None
+        ]
+    );
+    assert_eq!(rs[3].header("x-ratelimit-limit"), Some("3"));
+    // The outer plugin counted every request it let through (5), then
+    // refused on its own (its 429 comes before the inner one runs).
+    let outer: Vec<String> = rs
+        .iter()
+        .map(|r| {
+            r.header("ratelimit")
+                .unwrap_or_else(|| panic!("no ratelimit header: {r:?}"))
+                .split(';')
+                .nth(1)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(outer, vec!["r=4", "r=3", "r=2", "r=1", "r=0", "r=0", "r=0"]);
+    assert!(rs[5].header("x-ratelimit-limit").is_none());
+    assert!(header_u64(&rs[5], "retry-after") > 600);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.failures"), 0);
+}
+
+/// The `make run` Envoy config (tests/src/run.rs, also envoy-test/envoy.yaml)
+/// is an edge proxy: its connection manager takes the client address from
+/// the connection (`use_remote_address`), so a forged `x-forwarded-for`
+/// cannot make Envoy's `source.address`, and with it the `client_address`
+/// bucket, something the client chose.
+#[test]
+fn make_run_config_keys_client_address_on_the_real_peer_not_a_forged_xff() {
+    use gatehouse_e2e::run::{chain_config, RunPorts};
+    let echo = Echo::start("echo");
+    let webapp = Echo::start("webapp");
+    let catalog = Echo::start("catalog");
+    let pki = TestPki::new(&scratch_dir("rate-limit-xff-pki"));
+    let ports = RunPorts {
+        http: 0,
+        https: 0,
+        admin: 0,
+    };
+    let mut cfg = chain_config(&["rate-limit"], &ports, &echo, &webapp, &catalog, &pki);
+    cfg.http_filters = vec![FilterEntry::Wasm(rate_limit(json!({
+        "slots": 64,
+        "rules": [{"name": "by-peer", "descriptor": ["client_address"], "on_missing": "reject",
+                   "limits": [{"rate": 2, "per": "hour"}]}]
+    })))];
+    let envoy = Envoy::start(&cfg);
+    let send = |xff: Option<&str>| {
+        let mut r = Request::get("/").host("example.com");
+        if let Some(x) = xff {
+            r = r.header("x-forwarded-for", x);
+        }
+        envoy.send_h1(&r)
+    };
+    let first = send(Some("198.51.100.1"));
+    // Every other forged address is the same client: the same bucket.
+    let st: Vec<u16> = [
+        Some("198.51.100.2"),
+        Some("198.51.100.3"),
+        Some("203.0.113.7, 198.51.100.4"),
+        None,
+    ]
+    .iter()
+    .map(|x| send(*x).status)
+    .collect();
+    assert_eq!((first.status, st), (200, vec![200, 429, 429, 429]));
+    // Envoy appended the real peer (the address it keyed on); the upstream
+    // sees both.
+    let seen = first.echo().header("x-forwarded-for").unwrap().to_string();
+    let entries: Vec<&str> = seen.split(',').map(str::trim).collect();
+    assert_eq!(entries.len(), 2, "{seen}");
+    assert_eq!(entries[0], "198.51.100.1");
+    assert!(!entries[1].starts_with("198.51.100."), "{seen}");
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.by-peer.allowed"), 2);
+    assert_eq!(envoy.metric("gatehouse.rate_limit.rule.by-peer.limited"), 3);
+}
+
 /// Envoy's resident memory, from /proc.
 fn rss_kib(envoy: &Envoy) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", envoy.pid().unwrap())).unwrap();
@@ -538,24 +659,76 @@ fn keep_alive_load(
     })
 }
 
+/// A light client's requests during a flood, one a second after `idle`:
+/// (seconds since its first request, status, `x-ratelimit-remaining`).
+fn light_client(
+    port: u16,
+    first: Instant,
+    idle: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(f64, u16, Option<u64>)>> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut next = first + idle;
+        loop {
+            while Instant::now() < next {
+                if stop.load(Ordering::SeqCst) {
+                    return seen;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let r = gatehouse_e2e::client::send_h1(
+                port,
+                &Request::get("/flood")
+                    .host("example.com")
+                    .header("x-client-id", "light"),
+            );
+            let remaining = r
+                .header("x-ratelimit-remaining")
+                .and_then(|v| v.parse().ok());
+            seen.push((first.elapsed().as_secs_f64(), r.status, remaining));
+            next += Duration::from_secs(1);
+        }
+    })
+}
+
 #[test]
-fn flood_of_100k_distinct_keys_stays_bounded_and_keeps_active_state() {
+fn flood_of_100k_distinct_keys_stays_bounded_keeps_active_state_and_light_clients() {
     const SLOTS: u64 = 4096;
+    // Longer than the light client's bucket takes to be full again (3.6 s),
+    // shorter than the default `slot_min_idle_secs`.
+    const LIGHT_IDLE: Duration = Duration::from_secs(7);
     let echo = Echo::start("echo");
     let envoy = Envoy::start(
         &EnvoyConfig::new()
             .cluster("echo", echo.port)
             .filter(rate_limit(json!({
                 "slots": SLOTS,
-                "rules": [{"name": "flood", "descriptor": ["client_id"],
-                           "limits": [{"rate": 5, "per": "hour"}]}]
+                "rules": [{"name": "victim", "paths": [{"segment_prefix": "/victim"}],
+                           "descriptor": ["client_id"],
+                           "limits": [{"rate": 5, "per": "hour"}]},
+                          {"name": "flood", "descriptor": ["client_id"],
+                           "limits": [{"rate": 1000, "per": "hour"}]}]
             }))),
     );
-    // The active client uses 3 of its 5.
-    let victim = || envoy.send_h1(&Request::get("/flood").header("x-client-id", "victim"));
+    // An active client uses 3 of its 5.
+    let victim = || envoy.send_h1(&Request::get("/victim").header("x-client-id", "victim"));
     for _ in 0..3 {
         assert_eq!(victim().status, 200);
     }
+    // A light client (1000 per hour, the flood's limits) sends one request,
+    // stays idle for a few seconds while the flood starts, then sends one a
+    // second for as long as the flood runs.
+    let light_first = Instant::now();
+    let r = envoy.send_h1(
+        &Request::get("/flood")
+            .host("example.com")
+            .header("x-client-id", "light"),
+    );
+    assert_eq!(r.status, 200);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let light = light_client(envoy.http_port, light_first, LIGHT_IDLE, stop.clone());
     // Warm-up (connections, first allocations), then measure.
     flood(
         envoy.http_port,
@@ -566,26 +739,44 @@ fn flood_of_100k_distinct_keys_stays_bounded_and_keeps_active_state() {
     );
     let before = rss_kib(&envoy);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(75);
+    let deadline = started + Duration::from_secs(120);
     let first = flood(envoy.http_port, 0, 50_000, 8, deadline);
     let middle = rss_kib(&envoy);
     let second = flood(envoy.http_port, 50_000, 50_000, 8, deadline);
     let after = rss_kib(&envoy);
     let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let light = light.join().unwrap();
+    let refused: Vec<_> = light.iter().filter(|(_, st, _)| *st != 200).collect();
     eprintln!(
         "flood: 100000 keys in {took:?}; statuses {first:?} + {second:?}; \
          RSS KiB before {before}, after 50k {middle}, after 100k {after}; \
-         takeovers {}, overflow {}",
+         takeovers {}, overflow {}; light client: {} requests, refused \
+         (s, status, remaining): {refused:?}, last {:?}",
         envoy.metric("gatehouse.rate_limit.slot_takeovers"),
         envoy.metric("gatehouse.rate_limit.overflow"),
+        light.len(),
+        light.last(),
     );
     let total: u64 = first.values().chain(second.values()).sum();
     assert_eq!(total, 100_000);
-    // Bounded by design: at most SLOTS keys ever own a slot; every other key
-    // met an active owner and was counted in the shared overflow bucket
-    // (5 per hour), so almost all of the flood is refused.
+    // The light client, far under its limit, was never refused: it kept its
+    // slot through the flood (its own bucket: nearly all 1000 remaining).
+    assert!(
+        light.len() >= 4,
+        "the flood ended before the light client came back: {light:?}"
+    );
+    assert!(refused.is_empty(), "light client refused: {refused:?}");
+    for (at, _, remaining) in &light {
+        let remaining = remaining.unwrap();
+        assert!(remaining >= 900, "at {at:.1} s: {remaining} remaining");
+    }
+    // Bounded by design: no slot changes hands while its key was active
+    // within `slot_min_idle_secs`, so at most SLOTS keys ever own a slot;
+    // every other key met an owner and was counted in the shared overflow
+    // bucket (burst 1000), so almost all of the flood is refused.
     let allowed = first.get(&200).copied().unwrap_or(0) + second.get(&200).copied().unwrap_or(0);
-    assert!(allowed <= SLOTS + 5, "allowed {allowed}");
+    assert!(allowed <= SLOTS + 1000, "allowed {allowed}");
     assert!(envoy.metric("gatehouse.rate_limit.slot_takeovers") <= SLOTS);
     assert!(envoy.metric("gatehouse.rate_limit.overflow") >= 100_000 - SLOTS);
     // Memory: the slots were created at start-up (README: at most ~330 bytes

@@ -15,6 +15,10 @@ use std::collections::BTreeMap;
 pub const MAX_LIMITS_PER_SET: usize = 8;
 /// Largest slot table we accept.
 pub const MAX_SLOTS: u32 = 1 << 20;
+/// Default `slot_min_idle_secs`.
+pub const DEFAULT_SLOT_MIN_IDLE_SECS: u32 = 60;
+/// Largest `slot_min_idle_secs` we accept (one day).
+pub const MAX_SLOT_MIN_IDLE_SECS: u32 = 86_400;
 /// Largest rate or burst we accept.
 pub const MAX_COUNT: i64 = 1_000_000_000;
 
@@ -44,7 +48,11 @@ pub struct Config {
     /// Number of shared-data slots (the memory bound, see README).
     #[serde(default = "default_slots")]
     pub slots: u32,
-    /// Prefix of the shared-data keys (two independent tables need two).
+    /// Seconds a slot's bucket must have been full (idle) before another key
+    /// may take the slot over.
+    #[serde(default = "default_slot_min_idle_secs")]
+    pub slot_min_idle_secs: u32,
+    /// Prefix of the shared-data keys.
     #[serde(default = "default_table")]
     pub table: String,
     /// Secret mixed into the slot hash so clients cannot aim at a slot.
@@ -219,6 +227,9 @@ fn default_cas_retries() -> u32 {
 fn default_slots() -> u32 {
     16_384
 }
+fn default_slot_min_idle_secs() -> u32 {
+    DEFAULT_SLOT_MIN_IDLE_SECS
+}
 fn default_table() -> String {
     "gatehouse.rate_limit".to_string()
 }
@@ -307,6 +318,11 @@ impl Config {
             (1..=MAX_SLOTS).contains(&self.slots),
             "slots",
             format!("must be from 1 to {MAX_SLOTS}"),
+        )?;
+        ensure(
+            self.slot_min_idle_secs <= MAX_SLOT_MIN_IDLE_SECS,
+            "slot_min_idle_secs",
+            format!("must be from 0 to {MAX_SLOT_MIN_IDLE_SECS} seconds"),
         )?;
         ensure(
             !self.table.is_empty()
@@ -485,6 +501,7 @@ mod tests {
         assert_eq!(c.on_store_failure, FailureMode::Allow);
         assert_eq!(c.slots, 16_384);
         assert_eq!(c.cas_retries, 16);
+        assert_eq!(c.slot_min_idle_secs, 60);
         assert!(!c.shadow);
         assert_eq!(c.rules[0].hosts, vec!["*"]);
         assert_eq!(c.rules[0].on_missing, OnMissing::Shared);
@@ -576,6 +593,20 @@ mod tests {
             ))
             .field,
             "slots"
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{"rules": [{{"limits": [{LIMIT}]}}], "slot_min_idle_secs": 86401}}"#
+            ))
+            .field,
+            "slot_min_idle_secs"
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{"rules": [{{"limits": [{LIMIT}]}}], "slot_min_idle_secs": -1}}"#
+            ))
+            .field,
+            "slot_min_idle_secs"
         );
         assert_eq!(
             err(&format!(

@@ -1,8 +1,10 @@
 //! The whole per-request decision: rule matching, plan and key selection,
 //! the slot-table check, and the answer (headers, local reply, counters).
 
-use crate::config::{Config, DescriptorPart, FailureMode, HeaderStyle, Limit, OnMissing};
-use crate::gcra::{most_restrictive, LimitSpec, LimitStatus};
+use crate::config::{
+    AddressSource, Config, DescriptorPart, FailureMode, HeaderStyle, Limit, OnMissing, Rule,
+};
+use crate::gcra::{most_restrictive, LimitSpec, LimitStatus, NANOS};
 use crate::key::{hash64, part_value, push_field, KeySources, RequestInfo};
 use crate::table::{check, Checked, FailReason, SharedStore, Target, Trace};
 use gatehouse_core::host::{normalize_host, HostTable};
@@ -18,6 +20,9 @@ const MAX_WINDOW_SECS: u128 = 366 * 86_400;
 pub struct LimitSet {
     pub plan: Option<String>,
     pub specs: Vec<LimitSpec>,
+    /// Hash of everything that defines this set's buckets (see
+    /// [`set_identity`]); the first field of every bucket key of the set.
+    pub identity: u64,
     pub overflow_key: String,
     pub overflow_fingerprint: u64,
 }
@@ -44,6 +49,8 @@ pub struct Engine {
     pub on_store_failure: FailureMode,
     pub cas_retries: u32,
     pub slots: u32,
+    /// `slot_min_idle_secs` in ns.
+    pub slot_min_idle: u64,
     pub table: String,
     seed: Vec<u8>,
     sources: KeySources,
@@ -103,12 +110,90 @@ impl Evaluation {
     }
 }
 
+/// What makes a limit set's buckets *its own*, as canonical bytes: the rule's
+/// name, hosts and paths (order-insensitive), descriptor (in order, with the
+/// header or address source each part reads), `on_missing`, the plan, and
+/// every limit's emission interval and burst (limit names, which only show in
+/// headers, are left out).
+///
+/// Its hash starts every bucket key and names the overflow key, so two rules
+/// that differ in any of these, even in two filter instances sharing one
+/// table with default names, never share or reset each other's buckets,
+/// whatever name Envoy or Istio gives the plugins. Identical rules share
+/// buckets: the same limit, e.g. one plugin configured on two listeners.
+/// Changing any of these gives the rule fresh buckets.
+pub fn set_identity(
+    rule: &Rule,
+    rule_name: &str,
+    plan: Option<&str>,
+    specs: &[LimitSpec],
+    sources: &KeySources,
+) -> Vec<u8> {
+    let mut id = Vec::with_capacity(128);
+    push_field(&mut id, b'v', Some(b"gatehouse.rate_limit.set.1"));
+    push_field(&mut id, b'r', Some(rule_name.as_bytes()));
+    let mut hosts: Vec<String> = rule.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+    hosts.sort();
+    hosts.dedup();
+    for h in &hosts {
+        push_field(&mut id, b'h', Some(h.as_bytes()));
+    }
+    let mut paths: Vec<(u8, &str)> = rule
+        .paths
+        .iter()
+        .map(|p| match p {
+            PathMatch::Exact(v) => (b'e', v.as_str()),
+            PathMatch::Prefix(v) => (b'p', v.as_str()),
+            PathMatch::SegmentPrefix(v) => (b's', v.as_str()),
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    for (kind, v) in paths {
+        push_field(&mut id, kind, Some(v.as_bytes()));
+    }
+    for part in &rule.descriptor {
+        let (kind, arg): (u8, Vec<u8>) = match part {
+            DescriptorPart::ClientId => (b'c', sources.client_id_header.as_bytes().to_vec()),
+            DescriptorPart::ClientAddress => {
+                let a = &sources.client_address;
+                let mut v = match a.from {
+                    AddressSource::SourceAddress => b"source_address".to_vec(),
+                    AddressSource::XForwardedFor => b"x_forwarded_for".to_vec(),
+                };
+                v.extend_from_slice(&a.trusted_hops.to_le_bytes());
+                (b'a', v)
+            }
+            DescriptorPart::Host => (b'H', Vec::new()),
+            DescriptorPart::Method => (b'M', Vec::new()),
+            DescriptorPart::Header(name) => (b'x', name.as_bytes().to_vec()),
+            DescriptorPart::PathPrefix(n) => (b'n', n.to_le_bytes().to_vec()),
+        };
+        push_field(&mut id, kind, Some(&arg));
+    }
+    let missing: &[u8] = match rule.on_missing {
+        OnMissing::Shared => b"shared",
+        OnMissing::Skip => b"skip",
+        OnMissing::Reject => b"reject",
+    };
+    push_field(&mut id, b'o', Some(missing));
+    push_field(&mut id, b'P', plan.map(str::as_bytes));
+    for spec in specs {
+        let mut v = spec.interval.to_le_bytes().to_vec();
+        v.extend_from_slice(&spec.burst.to_le_bytes());
+        push_field(&mut id, b'l', Some(&v));
+    }
+    id
+}
+
 fn compile_set(
+    rule: &Rule,
     set: &[Limit],
     plan: Option<&str>,
     field: &str,
     rule_name: &str,
     cfg: &Config,
+    sources: &KeySources,
 ) -> Result<LimitSet, ConfigError> {
     let mut specs = Vec::with_capacity(set.len());
     for (k, l) in set.iter().enumerate() {
@@ -128,13 +213,13 @@ fn compile_set(
             burst,
         ));
     }
-    let mut id = Vec::new();
-    push_field(&mut id, b'r', Some(rule_name.as_bytes()));
-    push_field(&mut id, b'p', plan.map(str::as_bytes));
-    let fp = hash64(cfg.hash_seed.as_bytes(), 3, &id) | 1;
+    let id = set_identity(rule, rule_name, plan, &specs, sources);
+    let seed = cfg.hash_seed.as_bytes();
+    let fp = hash64(seed, 3, &id) | 1;
     Ok(LimitSet {
         plan: plan.map(str::to_string),
         specs,
+        identity: hash64(seed, 4, &id),
         overflow_key: format!("{}.overflow.{fp:016x}", cfg.table),
         overflow_fingerprint: fp,
     })
@@ -143,6 +228,10 @@ fn compile_set(
 impl Engine {
     pub fn new(cfg: &Config) -> Result<Engine, ConfigError> {
         cfg.check_fields()?;
+        let sources = KeySources {
+            client_id_header: cfg.client_id_header.clone(),
+            client_address: cfg.client_address.clone(),
+        };
         let mut rules = Vec::with_capacity(cfg.rules.len());
         for (i, r) in cfg.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
@@ -155,11 +244,13 @@ impl Engine {
             let mut default_set = 0;
             if r.plans.is_empty() {
                 sets.push(compile_set(
+                    r,
                     &r.limits,
                     None,
                     &format!("{at}.limits"),
                     &name,
                     cfg,
+                    &sources,
                 )?);
             } else {
                 for (plan, set) in &r.plans {
@@ -167,11 +258,13 @@ impl Engine {
                         default_set = sets.len();
                     }
                     sets.push(compile_set(
+                        r,
                         set,
                         Some(plan),
                         &format!("{at}.plans.{plan}"),
                         &name,
                         cfg,
+                        &sources,
                     )?);
                 }
             }
@@ -202,10 +295,8 @@ impl Engine {
             slots: cfg.slots,
             table: cfg.table.clone(),
             seed: cfg.hash_seed.as_bytes().to_vec(),
-            sources: KeySources {
-                client_id_header: cfg.client_id_header.clone(),
-                client_address: cfg.client_address.clone(),
-            },
+            slot_min_idle: u64::from(cfg.slot_min_idle_secs).saturating_mul(NANOS),
+            sources,
             plan_header: cfg.plan_header.clone(),
             needs_source_address,
         })
@@ -272,10 +363,10 @@ impl Engine {
         let Some(set) = rule.sets.get(set_index) else {
             return Evaluation::plain(Some(ri), Outcome::NotLimited);
         };
-        // The bucket key: rule, plan, descriptor parts.
+        // The bucket key: the limit set's identity (rule, plan, limits, ...),
+        // then the descriptor parts.
         let mut key = Vec::with_capacity(64);
-        push_field(&mut key, b'r', Some(rule.name.as_bytes()));
-        push_field(&mut key, b'p', set.plan.as_deref().map(str::as_bytes));
+        push_field(&mut key, b'i', Some(&set.identity.to_le_bytes()));
         for (j, part) in rule.descriptor.iter().enumerate() {
             let value = part_value(part, &self.sources, req);
             if value.is_none() {
@@ -313,7 +404,14 @@ impl Engine {
             fingerprint: hash64(&self.seed, 2, &key) | 1,
             overflow_fingerprint: set.overflow_fingerprint,
         };
-        let checked = check(store, &target, &set.specs, now, self.cas_retries);
+        let checked = check(
+            store,
+            &target,
+            &set.specs,
+            now,
+            self.cas_retries,
+            self.slot_min_idle,
+        );
         self.answer(ri, set, checked, req.headers)
     }
 
@@ -747,6 +845,112 @@ mod tests {
             br#"{"rules": [{"limits": [{"rate": 1, "per": "day", "burst": 300}]}]}"#,
         )
         .is_ok());
+    }
+
+    /// Two filter instances on one shared store, default table, unnamed
+    /// rules keyed on the same client id.
+    fn twins(a: &str, b: &str) -> (Engine, Engine, MemoryStore) {
+        let (ea, mut s) = engine(a);
+        let cfg: Config = parse_config(b.as_bytes()).unwrap();
+        let eb = Engine::new(&cfg).unwrap();
+        ensure_keys(&mut s, eb.all_keys()).unwrap();
+        (ea, eb, s)
+    }
+
+    #[test]
+    fn two_instances_sharing_the_default_table_keep_their_own_buckets() {
+        let one = r#"{"slots": 64, "rules": [{"descriptor": ["client_id"],
+            "limits": [{"rate": 3, "per": "hour"}]}]}"#;
+        let two = r#"{"slots": 64, "rules": [{"descriptor": ["client_id"],
+            "limits": [{"rate": 5, "per": "hour"}, {"rate": 100, "per": "day"}]}]}"#;
+        // Same number of limits, other values: no sharing of TATs either.
+        let same_count = r#"{"slots": 64, "rules": [{"descriptor": ["client_id"],
+            "limits": [{"rate": 4, "per": "hour"}]}]}"#;
+        for other in [two, same_count] {
+            let (ea, eb, mut s) = twins(one, other);
+            assert_ne!(ea.rules[0].sets[0].identity, eb.rules[0].sets[0].identity);
+            assert_ne!(
+                ea.rules[0].sets[0].overflow_key,
+                eb.rules[0].sets[0].overflow_key
+            );
+            let h = req(&[("x-client-id", "twin")]);
+            let mut passed = (0, 0);
+            for _ in 0..8 {
+                // Every request goes through both, as in one filter chain.
+                if eval(&ea, &mut s, &h, T0).outcome == Outcome::Allowed {
+                    passed.0 += 1;
+                }
+                if eval(&eb, &mut s, &h, T0).outcome == Outcome::Allowed {
+                    passed.1 += 1;
+                }
+            }
+            let expect_b = if other == two { 5 } else { 4 };
+            assert_eq!(passed, (3, expect_b), "{other}");
+        }
+    }
+
+    #[test]
+    fn identity_follows_what_defines_the_buckets() {
+        let id = |json: &str| {
+            let cfg: Config = parse_config(json.as_bytes()).unwrap();
+            let e = Engine::new(&cfg).unwrap();
+            (
+                e.rules[0].sets[0].identity,
+                e.rules[0].sets[0].overflow_key.clone(),
+            )
+        };
+        let base = id(
+            r#"{"rules": [{"hosts": ["a.com", "b.com"], "descriptor": ["client_id"],
+            "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+        );
+        // Identical rules share buckets; limit names and host order do not matter.
+        assert_eq!(
+            base,
+            id(
+                r#"{"slots": 8, "rules": [{"hosts": ["b.com", "a.com"], "descriptor": ["client_id"],
+                "limits": [{"name": "x", "rate": 3, "per": "hour"}]}]}"#
+            )
+        );
+        for other in [
+            r#"{"rules": [{"name": "rule1", "hosts": ["a.com", "b.com"], "descriptor": ["client_id"],
+                "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+            r#"{"rules": [{"hosts": ["a.com"], "descriptor": ["client_id"],
+                "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+            r#"{"rules": [{"hosts": ["a.com", "b.com"], "paths": [{"prefix": "/"}], "descriptor": ["client_id"],
+                "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+            r#"{"rules": [{"hosts": ["a.com", "b.com"], "descriptor": [{"header": "x-client-id"}],
+                "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+            r#"{"client_id_header": "x-user", "rules": [{"hosts": ["a.com", "b.com"], "descriptor": ["client_id"],
+                "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+            r#"{"rules": [{"hosts": ["a.com", "b.com"], "descriptor": ["client_id"], "on_missing": "skip",
+                "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+            r#"{"rules": [{"hosts": ["a.com", "b.com"], "descriptor": ["client_id"],
+                "limits": [{"rate": 3, "per": "hour", "burst": 2}]}]}"#,
+            r#"{"rules": [{"hosts": ["a.com", "b.com"], "descriptor": ["client_id"],
+                "limits": [{"rate": 3, "per": "hour"}, {"rate": 10, "per": "day"}]}]}"#,
+            r#"{"hash_seed": "s", "rules": [{"hosts": ["a.com", "b.com"], "descriptor": ["client_id"],
+                "limits": [{"rate": 3, "per": "hour"}]}]}"#,
+        ] {
+            let o = id(other);
+            assert_ne!(base.0, o.0, "{other}");
+            assert_ne!(base.1, o.1, "{other}");
+        }
+        // The plan is part of it.
+        let cfg: Config = parse_config(
+            br#"{"rules": [{"default_plan": "a", "plans": {"a": [{"rate": 1, "per": "hour"}],
+                "b": [{"rate": 1, "per": "hour"}]}}]}"#,
+        )
+        .unwrap();
+        let e = Engine::new(&cfg).unwrap();
+        assert_ne!(e.rules[0].sets[0].identity, e.rules[0].sets[1].identity);
+    }
+
+    #[test]
+    fn slot_min_idle_is_compiled() {
+        let (e, _) = engine(BASIC);
+        assert_eq!(e.slot_min_idle, 60 * NANOS);
+        let (e, _) = engine(&BASIC.replacen('{', r#"{"slot_min_idle_secs": 0, "#, 1));
+        assert_eq!(e.slot_min_idle, 0);
     }
 
     #[test]

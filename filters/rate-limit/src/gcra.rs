@@ -135,10 +135,11 @@ pub fn most_restrictive(status: &[LimitStatus]) -> Option<LimitStatus> {
         .min_by(|a, b| a.remaining.cmp(&b.remaining).then(b.reset.cmp(&a.reset)))
 }
 
-/// True when every bucket is full again (TAT not after now): its state is
-/// then the same as a fresh bucket's.
-pub fn is_idle(tats: &[u64], now: u64) -> bool {
-    tats.iter().all(|t| *t <= now)
+/// True when every bucket has been full again (TAT not after now) for at
+/// least `min_idle` ns: its state is the same as a fresh bucket's, and has
+/// been for that long.
+pub fn is_idle(tats: &[u64], now: u64, min_idle: u64) -> bool {
+    tats.iter().all(|t| t.saturating_add(min_idle) <= now)
 }
 
 #[cfg(test)]
@@ -277,10 +278,15 @@ mod tests {
         let specs = [LimitSpec::new("m", 1, 1, 1)];
         let mut tats = vec![];
         assert!(allowed(&run(&specs, &mut tats, T0)));
-        assert!(!is_idle(&tats, T0));
-        assert!(!is_idle(&tats, T0 + NANOS - 1));
-        assert!(is_idle(&tats, T0 + NANOS));
-        assert!(is_idle(&[], T0));
+        assert!(!is_idle(&tats, T0, 0));
+        assert!(!is_idle(&tats, T0 + NANOS - 1, 0));
+        assert!(is_idle(&tats, T0 + NANOS, 0));
+        assert!(is_idle(&[], T0, 0));
+        // Full again, but not yet for `min_idle`.
+        assert!(!is_idle(&tats, T0 + NANOS, 60 * NANOS));
+        assert!(!is_idle(&tats, T0 + 61 * NANOS - 1, 60 * NANOS));
+        assert!(is_idle(&tats, T0 + 61 * NANOS, 60 * NANOS));
+        assert!(!is_idle(&[u64::MAX], u64::MAX - 1, u64::MAX));
     }
 
     #[test]

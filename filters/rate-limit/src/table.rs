@@ -20,16 +20,23 @@
 //! Every value is 74 bytes whatever it holds, so once the slots exist the
 //! table's memory never changes.
 //!
+//! The bucket key starts with its limit set's *identity* (a hash of the
+//! rule's own definition, see `engine`), so two rules, or two filter
+//! instances sharing one table, never own each other's slots.
+//!
 //! - The owner's fingerprint matches: its bucket is used.
-//! - Another key owns the slot and its bucket is **idle** (every TAT is not
-//!   after now, i.e. the bucket is full, the same as a fresh one): the
-//!   newcomer takes the slot over. The previous owner loses nothing: should it
-//!   come back, a full bucket is what it would have had.
-//! - Another key owns the slot and its bucket is **active** (not yet full):
-//!   the slot is left alone, and the newcomer is counted in its rule and
-//!   plan's overflow bucket, shared by every key that met an active owner.
-//!   So a flood of new keys can neither reset nor drain an active client's
-//!   bucket; at worst new keys share the overflow bucket.
+//! - Another key owns the slot and its bucket is **idle**: every TAT is at
+//!   least `min_idle` in the past, i.e. the bucket has been full (the same as
+//!   a fresh one) for at least `min_idle`. The newcomer takes the slot over.
+//!   The previous owner loses nothing: should it come back, a full bucket is
+//!   what it would have had.
+//! - Another key owns the slot and its bucket is **active** (not yet full, or
+//!   full for less than `min_idle`): the slot is left alone, and the
+//!   newcomer is counted in its limit set's overflow bucket, shared by every
+//!   key that met an active owner. So a flood of new keys can neither reset
+//!   nor drain an active client's bucket, nor take the slot of a light client
+//!   that pauses for less than `min_idle`; at worst new keys share the
+//!   overflow bucket.
 //!
 //! Every update is a CAS on one key: read value + token, decide, write with
 //! the token; a mismatch means another worker wrote in between, so the
@@ -163,13 +170,16 @@ pub enum FailReason {
 
 /// Checks (and on success counts) one request against `specs` for the
 /// bucket key described by `target`, at `now` (ns since the epoch).
-/// `retries` is how many CAS conflicts may be retried.
+/// `retries` is how many CAS conflicts may be retried; `min_idle` (ns) how
+/// long another key's bucket must have been full before its slot may be
+/// taken over.
 pub fn check<S: SharedStore + ?Sized>(
     store: &mut S,
     target: &Target,
     specs: &[LimitSpec],
     now: u64,
     retries: u32,
+    min_idle: u64,
 ) -> Checked {
     let mut trace = Trace::default();
     let mut in_overflow = false;
@@ -206,18 +216,21 @@ pub fn check<S: SharedStore + ?Sized>(
         let (fp, stored) = decode(&bytes);
         let tats: Vec<u64> = if fp == owner && stored.len() == specs.len() {
             stored
-        } else if in_overflow || fp == 0 || is_idle(&stored, now) {
-            // Empty, idle (full bucket), or a changed limit set: start fresh.
-            if !in_overflow && fp != owner {
+        } else if in_overflow {
+            // The overflow key is named after its limit set's identity, so
+            // only that set writes it; anything else in it (garbage, a value
+            // of an older version) starts fresh.
+            Vec::new()
+        } else if fp == 0 || is_idle(&stored, now, min_idle) {
+            // Empty, or idle for long enough: take the slot, start fresh.
+            if fp != owner {
                 trace.took_over = true;
             }
             Vec::new()
-        } else if fp == owner {
-            // Our own slot, but the number of limits changed while the
-            // bucket is active: start fresh (configuration change).
-            Vec::new()
         } else {
-            // An active bucket of another key: never touch it.
+            // An active bucket of another key is never touched, whatever
+            // its limits: the key would have to collide in 64 bits to match
+            // the owner with another limit set.
             in_overflow = true;
             trace.overflow = true;
             continue;
@@ -413,7 +426,7 @@ mod tests {
         let sp = specs(5);
         let t = target(1, 42);
         let passed = (0..20)
-            .filter(|_| is_allowed(&check(&mut s, &t, &sp, T0, 8)))
+            .filter(|_| is_allowed(&check(&mut s, &t, &sp, T0, 8, 0)))
             .count();
         assert_eq!(passed, 5);
     }
@@ -425,26 +438,26 @@ mod tests {
         let victim = target(0, 1);
         let flood = target(0, 2);
         // The victim uses 2 of 3.
-        assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8)));
-        assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8)));
+        assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8, 0)));
+        assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8, 0)));
         // A newcomer in the same slot cannot reset or drain it: overflow.
         for _ in 0..3 {
-            match check(&mut s, &flood, &sp, T0, 8) {
+            match check(&mut s, &flood, &sp, T0, 8, 0) {
                 Checked::Allowed { trace, .. } => assert!(trace.overflow),
                 c => panic!("{c:?}"),
             }
         }
-        match check(&mut s, &flood, &sp, T0, 8) {
+        match check(&mut s, &flood, &sp, T0, 8, 0) {
             Checked::Limited { trace, .. } => assert!(trace.overflow),
             c => panic!("{c:?}"),
         }
         // The victim kept its state: exactly one more passes.
-        assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8)));
-        assert!(!is_allowed(&check(&mut s, &victim, &sp, T0, 8)));
+        assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8, 0)));
+        assert!(!is_allowed(&check(&mut s, &victim, &sp, T0, 8, 0)));
         // Once the victim's bucket is full again (3 hours later), a newcomer
         // may take the slot.
         let later = T0 + 3 * 3600 * NANOS;
-        match check(&mut s, &flood, &sp, later, 8) {
+        match check(&mut s, &flood, &sp, later, 8, 0) {
             Checked::Allowed { trace, .. } => {
                 assert!(trace.took_over);
                 assert!(!trace.overflow);
@@ -452,7 +465,7 @@ mod tests {
             c => panic!("{c:?}"),
         }
         // The victim now meets an active owner: it goes to overflow.
-        match check(&mut s, &victim, &sp, later, 8) {
+        match check(&mut s, &victim, &sp, later, 8, 0) {
             Checked::Allowed { trace, .. } => assert!(trace.overflow),
             c => panic!("{c:?}"),
         }
@@ -466,13 +479,13 @@ mod tests {
         let sp = specs(5);
         let victim = target(17, 0xdead);
         for _ in 0..3 {
-            assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8)));
+            assert!(is_allowed(&check(&mut s, &victim, &sp, T0, 8, 0)));
         }
         let mut overflowed = 0;
         for k in 0..100_000u64 {
             let fp = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             let t = target(u32::try_from(fp % u64::from(SLOTS)).unwrap(), fp);
-            match check(&mut s, &t, &sp, T0 + k, 8) {
+            match check(&mut s, &t, &sp, T0 + k, 8, 0) {
                 Checked::Allowed { trace, .. } | Checked::Limited { trace, .. } => {
                     if trace.overflow {
                         overflowed += 1;
@@ -488,9 +501,16 @@ mod tests {
         assert!(s.map.values().all(|(v, _)| v.len() == SLOT_VALUE_LEN));
         assert_eq!(s.bytes(), bytes_before);
         // The victim still has exactly 2 left.
-        assert!(is_allowed(&check(&mut s, &victim, &sp, T0 + 200_000, 8)));
-        assert!(is_allowed(&check(&mut s, &victim, &sp, T0 + 200_000, 8)));
-        assert!(!is_allowed(&check(&mut s, &victim, &sp, T0 + 200_000, 8)));
+        assert!(is_allowed(&check(&mut s, &victim, &sp, T0 + 200_000, 8, 0)));
+        assert!(is_allowed(&check(&mut s, &victim, &sp, T0 + 200_000, 8, 0)));
+        assert!(!is_allowed(&check(
+            &mut s,
+            &victim,
+            &sp,
+            T0 + 200_000,
+            8,
+            0
+        )));
     }
 
     #[test]
@@ -513,18 +533,18 @@ mod tests {
             interfere: move |inner: &mut MemoryStore| {
                 if budget > 0 {
                     budget -= 1;
-                    assert!(is_allowed(&check(inner, &t2, &sp2, T0, 0)));
+                    assert!(is_allowed(&check(inner, &t2, &sp2, T0, 0, 0)));
                 }
             },
         };
-        match check(&mut s, &t, &sp, T0, 8) {
+        match check(&mut s, &t, &sp, T0, 8, 0) {
             Checked::Allowed { trace, status } => {
                 assert_eq!(trace.conflicts, 2);
                 assert_eq!(status[0].remaining, 0);
             }
             c => panic!("{c:?}"),
         }
-        assert!(!is_allowed(&check(&mut s, &t, &sp, T0, 8)));
+        assert!(!is_allowed(&check(&mut s, &t, &sp, T0, 8, 0)));
     }
 
     #[test]
@@ -540,7 +560,7 @@ mod tests {
                 let _ = inner.set("t.slot.0", &empty_slot(), 0);
             },
         };
-        match check(&mut s, &t, &sp, T0, 4) {
+        match check(&mut s, &t, &sp, T0, 4, 0) {
             Checked::Failed { reason, trace } => {
                 assert_eq!(reason, FailReason::RetriesExhausted);
                 assert_eq!(trace.conflicts, 5);
@@ -556,7 +576,7 @@ mod tests {
         let mut s = store_with_slots(1);
         s.fail_get = true;
         assert!(matches!(
-            check(&mut s, &t, &sp, T0, 4),
+            check(&mut s, &t, &sp, T0, 4, 0),
             Checked::Failed {
                 reason: FailReason::Store,
                 ..
@@ -565,7 +585,7 @@ mod tests {
         s.fail_get = false;
         s.fail_set = true;
         assert!(matches!(
-            check(&mut s, &t, &sp, T0, 4),
+            check(&mut s, &t, &sp, T0, 4, 0),
             Checked::Failed {
                 reason: FailReason::Store,
                 ..
@@ -579,25 +599,89 @@ mod tests {
         let t = target(3, 5);
         let sp = specs(2);
         let mut s = MemoryStore::new();
-        match check(&mut s, &t, &sp, T0, 4) {
+        match check(&mut s, &t, &sp, T0, 4, 0) {
             Checked::Allowed { trace, .. } => assert!(trace.created),
             c => panic!("{c:?}"),
         }
-        assert!(is_allowed(&check(&mut s, &t, &sp, T0, 4)));
-        assert!(!is_allowed(&check(&mut s, &t, &sp, T0, 4)));
+        assert!(is_allowed(&check(&mut s, &t, &sp, T0, 4, 0)));
+        assert!(!is_allowed(&check(&mut s, &t, &sp, T0, 4, 0)));
     }
 
     #[test]
-    fn changed_limit_count_starts_fresh() {
+    fn an_active_slot_with_another_limit_count_is_never_reset() {
+        // Two limit sets that (by a 64-bit collision, or an older version's
+        // keys) meet the same owner fingerprint: neither resets the other's
+        // active bucket; the newcomer uses its overflow bucket.
         let t = target(0, 5);
         let mut s = store_with_slots(1);
-        assert!(is_allowed(&check(&mut s, &t, &specs(1), T0, 4)));
-        assert!(!is_allowed(&check(&mut s, &t, &specs(1), T0, 4)));
+        assert!(is_allowed(&check(&mut s, &t, &specs(1), T0, 4, 0)));
         let two = vec![
-            LimitSpec::new("a", 1, 3600, 1),
-            LimitSpec::new("b", 1, 3600, 1),
+            LimitSpec::new("a", 2, 3600, 2),
+            LimitSpec::new("b", 2, 3600, 2),
         ];
-        assert!(is_allowed(&check(&mut s, &t, &two, T0, 4)));
-        assert!(!is_allowed(&check(&mut s, &t, &two, T0, 4)));
+        for _ in 0..2 {
+            match check(&mut s, &t, &two, T0, 4, 0) {
+                Checked::Allowed { trace, .. } => assert!(trace.overflow),
+                c => panic!("{c:?}"),
+            }
+        }
+        assert!(!is_allowed(&check(&mut s, &t, &two, T0, 4, 0)));
+        // The one-limit bucket was not touched: still drained.
+        assert!(!is_allowed(&check(&mut s, &t, &specs(1), T0, 4, 0)));
+        // Once idle, the slot may be reused by either.
+        let later = T0 + 3601 * NANOS;
+        match check(&mut s, &t, &two, later, 4, 0) {
+            Checked::Allowed { trace, .. } => assert!(!trace.overflow),
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn a_light_client_keeps_its_slot_for_min_idle_after_its_bucket_is_full() {
+        const MIN_IDLE: u64 = 60 * NANOS;
+        let mut s = store_with_slots(1);
+        // 1000 per hour: a request's TAT is 3.6 s ahead.
+        let sp = vec![LimitSpec::new("h", 1000, 3600, 1000)];
+        let light = target(0, 1);
+        let flood = |k: u64| target(0, 100 + 2 * k);
+        assert!(is_allowed(&check(&mut s, &light, &sp, T0, 8, MIN_IDLE)));
+        // Idle for 10 s (its bucket is full again after 3.6 s) while flood
+        // keys hit the slot: they go to the overflow bucket.
+        for k in 0..50 {
+            let at = T0 + 4 * NANOS + k * 100_000_000;
+            match check(&mut s, &flood(k), &sp, at, 8, MIN_IDLE) {
+                Checked::Allowed { trace, .. } | Checked::Limited { trace, .. } => {
+                    assert!(trace.overflow && !trace.took_over)
+                }
+                c => panic!("{c:?}"),
+            }
+        }
+        // Back after 10 s: its own slot, its own bucket.
+        match check(&mut s, &light, &sp, T0 + 10 * NANOS, 8, MIN_IDLE) {
+            Checked::Allowed { trace, status } => {
+                assert!(!trace.overflow && !trace.took_over);
+                assert_eq!(status[0].remaining, 999);
+            }
+            c => panic!("{c:?}"),
+        }
+        // Without the minimum age, the first flood key after 3.6 s takes it.
+        let mut s = store_with_slots(1);
+        assert!(is_allowed(&check(&mut s, &light, &sp, T0, 8, 0)));
+        match check(&mut s, &flood(0), &sp, T0 + 4 * NANOS, 8, 0) {
+            Checked::Allowed { trace, .. } => assert!(trace.took_over),
+            c => panic!("{c:?}"),
+        }
+        // With it, the slot frees once the bucket has been full for
+        // MIN_IDLE: at 3.6 s + 60 s.
+        let mut s = store_with_slots(1);
+        assert!(is_allowed(&check(&mut s, &light, &sp, T0, 8, MIN_IDLE)));
+        match check(&mut s, &flood(0), &sp, T0 + 63 * NANOS, 8, MIN_IDLE) {
+            Checked::Allowed { trace, .. } => assert!(trace.overflow),
+            c => panic!("{c:?}"),
+        }
+        match check(&mut s, &flood(1), &sp, T0 + 64 * NANOS, 8, MIN_IDLE) {
+            Checked::Allowed { trace, .. } => assert!(trace.took_over),
+            c => panic!("{c:?}"),
+        }
     }
 }
