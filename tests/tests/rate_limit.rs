@@ -798,42 +798,29 @@ fn flood_of_100k_distinct_keys_stays_bounded_keeps_active_state_and_light_client
 }
 
 #[test]
-fn iface_bad_configs_are_refused_with_the_field_named() {
-    let cases = [
-        (
-            json!({"rules": [{"limits": [{"rate": 0, "per": "second"}]}]}),
-            "field `rules[0].limits[0].rate`",
-        ),
-        (
-            json!({"rules": [{"limits": [{"rate": -3, "per": "minute"}]}]}),
-            "field `rules[0].limits[0].rate`",
-        ),
-        (
-            json!({"rules": [{"limits": [{"rate": 5, "per": "minute", "burst": 0}]}]}),
-            "field `rules[0].limits[0].burst`",
-        ),
-        (
-            json!({"rules": [{"descriptor": ["client_id", "cookie"],
-                              "limits": [{"rate": 5, "per": "minute"}]}]}),
-            "field `rules[0].descriptor[1]`",
-        ),
-    ];
-    for (config, needle) in cases {
-        let f = Envoy::try_start(
-            &EnvoyConfig::new()
-                .cluster("echo", 1)
-                .concurrency(1)
-                .filter(rate_limit(config.clone())),
-        )
-        .err()
-        .unwrap_or_else(|| panic!("Envoy accepted {config}"));
-        let line = f
-            .log
-            .lines()
-            .find(|l| l.contains("gatehouse rate-limit: invalid configuration"))
-            .unwrap_or_else(|| panic!("no log line for {config}:\n{}", f.log));
-        assert!(line.contains(needle), "{needle} not in: {line}");
-    }
+fn iface_bad_config_is_refused_with_the_field_named() {
+    // One refusal end to end (Envoy refuses to start, the log names the
+    // field); every other bad configuration is a unit test of the parser
+    // (filters/rate-limit/src/config.rs).
+    let config = json!({"rules": [{"limits": [{"rate": 0, "per": "second"}]}]});
+    let f = Envoy::try_start(
+        &EnvoyConfig::new()
+            .cluster("echo", 1)
+            .concurrency(1)
+            .filter(rate_limit(config.clone())),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("Envoy accepted {config}"));
+    let lines: Vec<&str> = f
+        .log
+        .lines()
+        .filter(|l| l.contains("gatehouse rate-limit: invalid configuration"))
+        .collect();
+    assert!(
+        lines.iter().all(|l| l.contains("field `rules[0].limits[0].rate`")) && !lines.is_empty(),
+        "{}",
+        f.log
+    );
 }
 
 /// README: every slot costs at most `SLOT_BYTES_BOUND` bytes of Envoy
