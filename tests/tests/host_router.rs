@@ -552,6 +552,10 @@ fn refused(up: &Upstreams, config: Value, field: &str, reason: &str) {
         line.contains(&format!("field `{field}`")) && line.contains(reason),
         "expected field `{field}` / `{reason}` in: {line}"
     );
+    assert!(
+        !line.contains(" at line ") && !line.contains("not valid JSON"),
+        "no JSON position or syntax claim for a field error: {line}"
+    );
     assert_eq!(
         f.log
             .matches("gatehouse host-router: invalid configuration")
@@ -591,4 +595,145 @@ fn iface_bad_configs_are_refused_naming_the_field() {
         "hosts[0].rules[0].route.rewrite",
         "a rewrite needs a target",
     );
+}
+
+/// A `match` with zero or two path kinds is valid JSON: the error names the
+/// field and the rule, not ``field `.`: not valid JSON ... at line 1``.
+#[test]
+fn a_match_without_exactly_one_kind_is_refused_naming_the_field_and_the_rule() {
+    let up = Upstreams::start();
+    let rule = |m: Value| {
+        json!({"hosts": [{"host": "a.test", "rules": [
+        {"route": {"cluster": "webapp"}},
+        {"match": m, "route": {"cluster": "webapp"}}]}]})
+    };
+    refused(
+        &up,
+        rule(json!({})),
+        "hosts[0].rules[1].match",
+        "exactly one of `exact`, `prefix`, `segment_prefix` (got none)",
+    );
+    refused(
+        &up,
+        rule(json!({"exact": "/a", "segment_prefix": "/b"})),
+        "hosts[0].rules[1].match",
+        "exactly one of `exact`, `prefix`, `segment_prefix` (got `exact` and `segment_prefix`)",
+    );
+    // Any enum written as an object with two keys names its field too.
+    refused(
+        &up,
+        json!({"unknown_host": {"action": {"reject": null, "pass": null}}}),
+        "unknown_host.action",
+        "an object with exactly one key",
+    );
+}
+
+// --- path rewrites never leave the prefix ---------------------------------
+
+fn rewrite_config() -> Value {
+    json!({"hosts": [{"host": "a.test", "rules": [
+        {"match": {"segment_prefix": "/legacy"},
+         "route": {"cluster": "catalog", "rewrite": {"path_prefix": "/v2"}}},
+        {"match": {"segment_prefix": "/strip"},
+         "route": {"cluster": "catalog", "rewrite": {"path_prefix": "/"}}},
+        {"route": {"cluster": "webapp"}}
+    ]}]})
+}
+
+/// Without Envoy's `normalize_path` / `merge_slashes` (the defaults), a
+/// rewrite could send `/v2/../admin` or `//evil.example/x` upstream: such
+/// requests get 400 `bad_path` instead, over HTTP/1.1 and HTTP/2.
+#[test]
+fn path_rewrites_never_emit_dot_segments_or_a_leading_double_slash() {
+    let up = Upstreams::start();
+    let envoy = Envoy::start(&base(&up).filter(host_router(rewrite_config())));
+    let bad = [
+        "/legacy/../admin",
+        "/legacy/./admin",
+        "/legacy/%2e%2e/admin",
+        "/legacy/x/..",
+        "/strip//evil.example/x",
+        "/strip/%2Fevil.example/x",
+    ];
+    for h2 in [false, true] {
+        for path in bad {
+            let r = send(&envoy, h2, &Request::get(path).host("a.test"));
+            assert_eq!(r.status, 400, "{path} h2={h2}: {}", r.text());
+            assert_eq!(r.json()["error"], "bad_path", "{path}");
+            assert_eq!(r.header("x-echo-upstream"), None);
+        }
+        // Safe rewrites still go through.
+        let seen = send(
+            &envoy,
+            h2,
+            &Request::get("/legacy/items?next=/../x").host("a.test"),
+        )
+        .echo();
+        assert_eq!(seen.upstream, "catalog");
+        assert_eq!(seen.path, "/v2/items?next=/../x");
+        let seen = send(&envoy, h2, &Request::get("/strip/x/y").host("a.test")).echo();
+        assert_eq!(seen.path, "/x/y");
+    }
+    assert_eq!(
+        envoy.metric("gatehouse.host_router.bad_path"),
+        2 * bad.len() as u64
+    );
+    assert_eq!(envoy.metric("gatehouse.host_router.rewritten"), 4);
+}
+
+/// With Envoy normalising (`normalize_path`, `merge_slashes`) the same
+/// requests are resolved before the filter and route normally.
+#[test]
+fn with_envoy_normalisation_the_same_paths_route_normally() {
+    let up = Upstreams::start();
+    let envoy = Envoy::start(
+        &base(&up)
+            .hcm(json!({"normalize_path": true, "merge_slashes": true}))
+            .filter(host_router(rewrite_config())),
+    );
+    let seen = envoy
+        .send_h1(&Request::get("/legacy/../admin").host("a.test"))
+        .echo();
+    assert_eq!(
+        (seen.upstream.as_str(), seen.path.as_str()),
+        ("webapp", "/admin")
+    );
+    let seen = envoy
+        .send_h1(&Request::get("/strip//evil.example/x").host("a.test"))
+        .echo();
+    assert_eq!(
+        (seen.upstream.as_str(), seen.path.as_str()),
+        ("catalog", "/evil.example/x")
+    );
+    assert_eq!(envoy.metric("gatehouse.host_router.bad_path"), 0);
+}
+
+// --- IPv6 literals ---------------------------------------------------------
+
+/// `[0:0:0:0:0:0:0:1]` and `[::1]` are one host: configured and requested
+/// IPv6 literals are compared in their canonical form.
+#[test]
+fn ipv6_literals_match_in_any_spelling() {
+    let up = Upstreams::start();
+    let envoy = Envoy::start(&base(&up).filter(host_router(json!({"hosts": [
+        {"host": "[::1]", "rules": [{"route": {"cluster": "webapp"}}]},
+        {"host": "[2001:DB8:0:0:0:0:0:1]", "rules": [{"route": {"cluster": "catalog"}}]}
+    ]}))));
+    for h2 in [false, true] {
+        for (authority, want) in [
+            ("[::1]", "webapp"),
+            ("[0:0:0:0:0:0:0:1]", "webapp"),
+            ("[0000::0001]:8080", "webapp"),
+            ("[2001:db8::1]", "catalog"),
+            ("[2001:0db8:0000::1]:443", "catalog"),
+        ] {
+            assert_eq!(
+                upstream_of(&envoy, h2, &Request::get("/").host(authority)),
+                want,
+                "{authority} h2={h2}"
+            );
+        }
+        let r = send(&envoy, h2, &Request::get("/").host("[::2]"));
+        assert_eq!(r.status, 404, "{}", r.text());
+    }
 }

@@ -486,6 +486,30 @@ fn invalid_hosts_get_400_never_an_open_redirect() {
     assert_eq!(r.status, 200);
 }
 
+/// A label that starts or ends with `-` is not a host name (RFC 1123): no
+/// redirect to it, 400 like the other invalid hosts, over HTTP/1.1 and h2c.
+#[test]
+fn host_labels_with_a_leading_or_trailing_dash_get_400() {
+    let echo = Echo::start("echo");
+    let envoy = envoy_with(json!({}), &echo);
+    let bad = ["-x.com", "x-.com", "a.-b.com", "a.b-.com:8080", "-"];
+    for host in bad {
+        let r = envoy.send_raw(&raw_request(
+            "GET",
+            "/p",
+            &[format!("host: {host}").as_bytes()],
+        ));
+        assert_rejected(&r, "invalid_host");
+        let r = envoy.send_h2(&Request::get("/p").host(host));
+        assert_rejected(&r, "invalid_host");
+    }
+    // Dashes inside a label are fine.
+    let r = envoy.send_h1(&Request::get("/p").host("a-b.x--y.com"));
+    assert_redirect(&r, 301, "https://a-b.x--y.com/p");
+    assert_eq!(envoy.metric(REJECTED), 2 * bad.len() as u64);
+    assert_eq!(envoy.metric(REDIRECTED), 1);
+}
+
 #[test]
 fn host_allowlist_refuses_redirects_to_other_hosts() {
     let echo = Echo::start("echo");

@@ -169,6 +169,9 @@ fn emit_all() -> Value {
 }
 
 /// Checks that every emitted format names the same trace, span and parent.
+/// A new trace (no parent) has an id this filter drew at random, so its
+/// `traceparent` carries the Level 2 random-trace-id flag (`02`); the
+/// continued traces of these tests arrive without it.
 fn assert_consistent(
     seen: &EchoSeen,
     trace: &str,
@@ -181,7 +184,8 @@ fn assert_consistent(
     assert_eq!(seen.header("x-b3-parentspanid"), parent);
     assert_eq!(seen.header("x-b3-sampled"), sampled);
     let padded = format!("{trace:0>32}");
-    let flags = if sampled == Some("1") { "01" } else { "00" };
+    let random = if parent.is_none() { 2 } else { 0 };
+    let flags = format!("{:02x}", u8::from(sampled == Some("1")) | random);
     assert_eq!(
         seen.header("traceparent"),
         Some(format!("00-{padded}-{span}-{flags}").as_str())
@@ -418,4 +422,162 @@ fn iface_bad_config_is_refused_with_the_field_named() {
                 .count()
         );
     }
+}
+
+// --- W3C Trace Context test suite cases (w3c/trace-context `test/test.py`) ---
+
+/// `test_traceparent_duplicated`: two `traceparent` lines are not one valid
+/// header; a new trace starts (neither id is continued).
+#[test]
+fn two_traceparent_lines_start_a_new_trace() {
+    let (envoy, _echo) = envoy_with(json!({"tracing": {"emit": ["w3c"]}}));
+    let first = "12345678901234567890123456789011";
+    let second = "12345678901234567890123456789012";
+    let r = envoy.send_raw(
+        format!(
+            "GET / HTTP/1.1\r\nhost: x\r\ntraceparent: 00-{first}-1234567890123456-01\r\n\
+             traceparent: 00-{second}-1234567890123456-01\r\ntracestate: foo=1\r\n\
+             connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.echo();
+    let tp = seen.header_all("traceparent");
+    assert_eq!(tp.len(), 1, "{tp:?}");
+    assert!(!tp[0].contains(first) && !tp[0].contains(second), "{tp:?}");
+    assert_eq!(seen.header("tracestate"), None);
+    assert_eq!(envoy.metric("gatehouse.request_id.traces_started"), 1);
+    assert_eq!(envoy.metric("gatehouse.request_id.traces_continued"), 0);
+    assert_eq!(
+        envoy.metric("gatehouse.request_id.trace_headers_malformed"),
+        1
+    );
+}
+
+/// Trace Context Level 2: the random-trace-id flag (`02`) stays with the
+/// trace id on every `traceparent`; new (random) ids set it; undefined
+/// flags are not carried.
+#[test]
+fn random_trace_id_flag_is_kept_and_set_on_new_traces() {
+    let (envoy, _echo) = envoy_with(emit_all());
+    for h2 in [false, true] {
+        for (incoming, want) in [("02", "02"), ("03", "03"), ("01", "01"), ("ff", "03")] {
+            let req =
+                Request::get("/").header("traceparent", &format!("00-{T32}-{S16}-{incoming}"));
+            let seen = if h2 {
+                envoy.send_h2(&req)
+            } else {
+                envoy.send_h1(&req)
+            }
+            .echo();
+            let tp = seen.header("traceparent").unwrap();
+            assert!(tp.starts_with(&format!("00-{T32}-")), "{tp}");
+            assert!(tp.ends_with(&format!("-{want}")), "{incoming} -> {tp}");
+            assert_eq!(seen.header("x-b3-traceid"), Some(T32));
+        }
+    }
+    // A new trace: a random id, so the flag is set (sampled or not).
+    let seen = envoy.send_h1(&Request::get("/")).echo();
+    assert!(seen.header("traceparent").unwrap().ends_with("-03"));
+    let seen = envoy.send_h1(&Request::get("/").header("b3", "0")).echo();
+    assert!(seen.header("traceparent").unwrap().ends_with("-02"));
+    // Continued from B3: nothing says the id is random.
+    let seen = envoy
+        .send_h1(&Request::get("/").header("b3", &format!("{T32}-{S16}-1")))
+        .echo();
+    assert!(seen.header("traceparent").unwrap().ends_with("-01"));
+}
+
+/// One request with raw header lines, over HTTP/1.1; returns what the
+/// upstream saw of `tracestate` (all lines).
+fn tracestate_seen(envoy: &Envoy, lines: &[&str]) -> Vec<String> {
+    let mut raw = "GET / HTTP/1.1\r\nhost: x\r\n\
+                   traceparent: 00-12345678901234567890123456789012-1234567890123456-00\r\n"
+        .to_string();
+    for l in lines {
+        raw.push_str(&format!("tracestate: {l}\r\n"));
+    }
+    raw.push_str("connection: close\r\n\r\n");
+    let r = envoy.send_raw(raw.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.echo();
+    assert!(seen
+        .header("traceparent")
+        .unwrap()
+        .starts_with("00-12345678901234567890123456789012-"));
+    seen.header_all("tracestate")
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The suite's tracestate cases at strict level 2: a list that breaks the
+/// grammar is dropped whole; valid lists stay untouched; several lines are
+/// one list, in order.
+#[test]
+fn tracestate_is_checked_like_the_w3c_suite_strict_level() {
+    let (envoy, _echo) = envoy_with(json!({"tracing": {"emit": ["w3c"]}}));
+    let ts = |lines: &[&str]| tracestate_seen(&envoy, lines);
+    // Valid: untouched, including every legal character and OWS.
+    let value: String = (0x20u8..=0x7e)
+        .filter(|b| *b != b',' && *b != b'=')
+        .map(char::from)
+        .collect();
+    let key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+    for v in [
+        "foo=1,bar=2".to_string(),
+        "foo=1 \t , \t bar=2, \t baz=3".to_string(),
+        format!("{key}={value}"),
+        format!("{key}@a-z0-9_-*/={value}"),
+    ] {
+        assert_eq!(ts(&[&v]), vec![v.clone()]);
+    }
+    // Large but valid: 32 members, far over 512 characters.
+    let big: Vec<String> = (0..32)
+        .map(|i| format!("k{i:02}={}", "v".repeat(200)))
+        .collect();
+    let big = big.join(",");
+    assert_eq!(ts(&[&big]), vec![big.clone()]);
+    // Several lines: one combined list, in order.
+    assert_eq!(
+        ts(&["foo=1,bar=2", "rojo=1,congo=2", "baz=3"]),
+        vec!["foo=1,bar=2,rojo=1,congo=2,baz=3"]
+    );
+    let z256 = format!("{}=1", "z".repeat(256));
+    assert_eq!(ts(&["foo=1", &z256]), vec![format!("foo=1,{z256}")]);
+    // Invalid anywhere: dropped whole.
+    let members: Vec<String> = (1..=33).map(|i| format!("bar{i:02}={i:02}")).collect();
+    let z257 = format!("{}=1", "z".repeat(257));
+    let tenant242 = format!("{}@v=1", "t".repeat(242));
+    let system15 = format!("t@{}=1", "v".repeat(15));
+    let (first10, last23) = (members[..10].join(","), members[10..].join(","));
+    let invalid: Vec<Vec<&str>> = vec![
+        vec!["foo=1,foo=1"],
+        vec!["foo=1", "foo=2"],
+        vec!["foo =1"],
+        vec!["FOO=1"],
+        vec!["foo.bar=1"],
+        vec!["foo@=1,bar=2"],
+        vec!["@foo=1,bar=2"],
+        vec!["foo@@bar=1,bar=2"],
+        vec!["foo@bar@baz=1,bar=2"],
+        vec!["foo=bar=baz"],
+        vec!["foo=,bar=3"],
+        vec!["foo=1", &z257],
+        vec!["foo=1", &tenant242],
+        vec!["foo=1", &system15],
+        vec![&first10, &last23],
+    ];
+    for lines in &invalid {
+        assert_eq!(ts(lines), Vec::<String>::new(), "{lines:?}");
+    }
+    assert_eq!(
+        envoy.metric("gatehouse.request_id.tracestate_dropped"),
+        invalid.len() as u64
+    );
+    assert_eq!(
+        envoy.metric("gatehouse.request_id.traces_continued"),
+        (7 + invalid.len()) as u64
+    );
 }

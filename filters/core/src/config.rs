@@ -54,6 +54,11 @@ pub trait Validate {
 /// Parses and validates a filter configuration.
 ///
 /// Empty or absent configuration means "all defaults" and is parsed as `{}`.
+///
+/// Errors never point at `.` when a deeper field is at fault, and never carry
+/// serde's ` at line L column C` (the configuration is usually one line of
+/// JSON inside a YAML string, where a column means little). Only a document
+/// that is not JSON at all (or not an object) is reported at `.`.
 pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ConfigError> {
     let trimmed = trim_ascii(bytes);
     let doc: &[u8] = if trimmed.is_empty() { b"{}" } else { trimmed };
@@ -63,28 +68,50 @@ pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, C
     let mut de = serde_json::Deserializer::from_slice(doc);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                return Err(ConfigError::new(
-                    ".",
-                    format!("not valid JSON: {}", strip_position(&inner)),
-                ));
-            }
-            let path = if path == "?" || path.is_empty() {
-                ".".to_string()
-            } else {
-                path
-            };
-            return Err(ConfigError::new(path, strip_position(&inner)));
-        }
+        Err(err) => return Err(shape_error(doc, err)),
     };
     if let Err(err) = de.end() {
-        return Err(ConfigError::new(".", strip_position(&err)));
+        return Err(ConfigError::new(
+            ".",
+            format!("not valid JSON: {}", message(&err)),
+        ));
     }
     value.validate()?;
     Ok(value)
+}
+
+/// Turns a failed typed parse into a [`ConfigError`] at the deepest field.
+///
+/// serde_json reports one kind of shape error as a syntax error: an enum
+/// written as an object with zero or two keys (`{"match": {}}`) fails while
+/// it is being read ("expected value"). When the document is valid JSON, such
+/// an error is about the field being read, so it is reported there, saying
+/// what was expected. (Checking the JSON with `IgnoredAny` costs no typed
+/// code; replaying the typed parse on a `serde_json::Value` would double
+/// every filter's deserializer in the .wasm.)
+fn shape_error(doc: &[u8], err: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let path = field_path(err.path());
+    let inner = err.into_inner();
+    if !(inner.is_syntax() || inner.is_eof()) {
+        return ConfigError::new(path, message(&inner));
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(doc).is_err() {
+        return ConfigError::new(".", format!("not valid JSON: {}", message(&inner)));
+    }
+    ConfigError::new(
+        path,
+        "expected one of the kinds: its name as a string, or an object with exactly one key",
+    )
+}
+
+/// serde_path_to_error's path, `.` for the document itself.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let p = path.to_string();
+    if p == "?" || p.is_empty() || p == "." {
+        ".".to_string()
+    } else {
+        p
+    }
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
@@ -99,10 +126,19 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.get(start..end).unwrap_or_default()
 }
 
-/// serde_json appends " at line L column C"; keep it (it helps locate JSON
-/// syntax errors) but make the message one line.
-fn strip_position(err: &serde_json::Error) -> String {
-    err.to_string().replace('\n', " ")
+/// serde_json's message on one line, without its ` at line L column C`
+/// suffix.
+fn message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let text = if err.line() > 0 {
+        let suffix = format!(" at line {} column {}", err.line(), err.column());
+        text.strip_suffix(&suffix)
+            .map(str::to_string)
+            .unwrap_or(text)
+    } else {
+        text
+    };
+    text.replace('\n', " ")
 }
 
 /// Helpers for validation code.
@@ -142,6 +178,15 @@ mod tests {
     }
 
     #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "snake_case", deny_unknown_fields)]
+    #[allow(dead_code)]
+    enum Kind {
+        Plain,
+        Exact(String),
+        Prefix(String),
+    }
+
+    #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Doc {
@@ -151,6 +196,8 @@ mod tests {
         inner: Option<Inner>,
         #[serde(default)]
         list: Vec<Inner>,
+        #[serde(default)]
+        kinds: Vec<Kind>,
     }
 
     impl Validate for Doc {
@@ -195,8 +242,71 @@ mod tests {
         let e = parse_config::<Doc>(b"{").unwrap_err();
         assert_eq!(e.field, ".");
         assert!(e.reason.starts_with("not valid JSON"), "{e}");
+        assert_eq!(e.reason, "not valid JSON: EOF while parsing an object");
         assert!(parse_config::<Doc>(br#"{} x"#).is_err());
         assert!(parse_config::<Doc>(br#"[]"#).is_err());
+    }
+
+    /// An enum written as an object with zero or two keys is valid JSON:
+    /// the error names the field, not `.`.
+    #[test]
+    fn enum_shape_errors_name_the_field() {
+        for doc in [
+            &br#"{"kinds": [{"exact": "/a"}, {}]}"#[..],
+            br#"{"kinds": [{"exact": "/a"}, {"exact": "/b", "prefix": "/c"}]}"#,
+            br#"{"kinds": [{"exact": "/a"}, {"plain": null, "prefix": "/c"}]}"#,
+        ] {
+            let e = parse_config::<Doc>(doc).unwrap_err();
+            assert_eq!(e.field, "kinds[1]", "{}: {e}", String::from_utf8_lossy(doc));
+            assert!(!e.reason.contains("not valid JSON"), "{e}");
+            assert!(e.reason.contains("exactly one key"), "{e}");
+        }
+        let e = parse_config::<Doc>(br#"{"kinds": ["nope"]}"#).unwrap_err();
+        assert_eq!(e.field, "kinds[0]");
+        assert!(e.reason.contains("unknown variant `nope`"), "{e}");
+    }
+
+    /// The general rule: no error carries serde's position, and only a
+    /// document that is not a JSON object at all is reported at `.`.
+    #[test]
+    fn no_position_and_no_dot_for_field_errors() {
+        let field_errors: &[(&[u8], &str)] = &[
+            (br#"{"inner": {"rate": "x"}}"#, "inner.rate"),
+            (br#"{"inner": {"rate": 1, "rate": 2}}"#, "inner"),
+            (br#"{"inner": "x"}"#, "inner"),
+            (br#"{"inner": {"rat": 1}}"#, "inner.rat"),
+            (br#"{"list": [{}, {"rate": true}]}"#, "list[1].rate"),
+            (br#"{"list": {}}"#, "list"),
+            (br#"{"kinds": [{}]}"#, "kinds[0]"),
+            (br#"{"kinds": [{"exact": 1}]}"#, "kinds[0].exact"),
+            (
+                br#"{"kinds": [{"exact": "/a", "exact": "/b"}]}"#,
+                "kinds[0]",
+            ),
+            (br#"{"name": 7}"#, "name"),
+            (br#"{"inner": {"rate": 2}}"#, "inner.rate"),
+        ];
+        for (doc, field) in field_errors {
+            let e = parse_config::<Doc>(doc).unwrap_err();
+            let text = String::from_utf8_lossy(doc);
+            assert_eq!(&e.field, field, "{text}: {e}");
+            assert!(!e.to_string().contains(" at line "), "{text}: {e}");
+            assert!(!e.to_string().contains("column"), "{text}: {e}");
+        }
+        for doc in [
+            &b"{"[..],
+            b"{\"name\": }",
+            b"{\"name\": \"x\",}",
+            b"{} x",
+            b"[]",
+            b"\"x\"",
+            b"{\"inner\": {\"rate\": 1}",
+        ] {
+            let e = parse_config::<Doc>(doc).unwrap_err();
+            let text = String::from_utf8_lossy(doc);
+            assert_eq!(e.field, ".", "{text}: {e}");
+            assert!(!e.to_string().contains(" at line "), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 /// A syntactically valid authority (`host[:port]`), no userinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authority {
-    /// Lower-case host; IPv6 literals keep their brackets (`[::1]`); a single
+    /// Lower-case host; IPv6 literals keep their brackets and are written in
+    /// their canonical form (`[0:0:0:0:0:0:0:1]` becomes `[::1]`); a single
     /// trailing dot of a fully qualified name is removed.
     pub host: String,
     pub port: Option<u16>,
@@ -31,7 +32,8 @@ pub const MAX_HOST_LEN: usize = 253;
 
 /// Parses an authority strictly: `reg-name`, IPv4 or bracketed IPv6, then an
 /// optional `:port` (1–65535). Anything else (userinfo, spaces, control
-/// characters, non-ASCII, empty labels, bad ports) is an error.
+/// characters, non-ASCII, empty labels, labels that start or end with `-`,
+/// an IPv6 literal that is not an address, bad ports) is an error.
 pub fn parse_authority(raw: &str) -> Result<Authority, AuthorityError> {
     if raw.is_empty() {
         return Err(AuthorityError::Empty);
@@ -46,19 +48,11 @@ pub fn parse_authority(raw: &str) -> Result<Authority, AuthorityError> {
         let end = rest.find(']').ok_or(AuthorityError::BadIpv6)?;
         let (inside, after) = rest.split_at(end);
         let after = after.get(1..).unwrap_or_default();
-        if inside.is_empty()
-            || !inside.contains(':')
-            || !inside
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return Err(AuthorityError::BadIpv6);
-        }
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or(AuthorityError::BadPort)?),
         };
-        (format!("[{}]", inside.to_ascii_lowercase()), port)
+        (canonical_ipv6(inside)?, port)
     } else {
         let (h, p) = match raw.rfind(':') {
             Some(i) => (
@@ -80,9 +74,9 @@ pub fn parse_authority(raw: &str) -> Result<Authority, AuthorityError> {
         {
             return Err(AuthorityError::BadCharacter);
         }
-        if h.split('.')
-            .any(|label| label.is_empty() || label.len() > 63)
-        {
+        if h.split('.').any(|label| {
+            label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-')
+        }) {
             return Err(AuthorityError::BadLabel);
         }
         (h.to_ascii_lowercase(), p)
@@ -103,6 +97,22 @@ pub fn parse_authority(raw: &str) -> Result<Authority, AuthorityError> {
         host: host_part,
         port,
     })
+}
+
+/// `[inside]` in the canonical text form of RFC 5952 (lower case, leading
+/// zeros dropped, the longest run of zero groups written `::`), so that
+/// `[0:0:0:0:0:0:0:1]`, `[::0001]` and `[::1]` are one host. Zone ids and
+/// IPvFuture are refused.
+fn canonical_ipv6(inside: &str) -> Result<String, AuthorityError> {
+    if !inside.contains(':')
+        || !inside
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
+        return Err(AuthorityError::BadIpv6);
+    }
+    let addr: std::net::Ipv6Addr = inside.parse().map_err(|_| AuthorityError::BadIpv6)?;
+    Ok(format!("[{addr}]"))
 }
 
 /// The host of an authority, normalized for matching, or `None` when the
@@ -147,7 +157,12 @@ impl HostPattern {
             ));
         }
         match parse_authority(name) {
-            Ok(a) if a.port.is_none() && a.host == name.strip_suffix('.').unwrap_or(name) => {
+            // An IPv6 literal is stored in its canonical form.
+            Ok(a)
+                if a.port.is_none()
+                    && (name.starts_with('[')
+                        || a.host == name.strip_suffix('.').unwrap_or(name)) =>
+            {
                 if is_wild {
                     Ok(HostPattern::Wildcard(format!(".{}", a.host)))
                 } else {
@@ -273,6 +288,39 @@ mod tests {
             "[2001:db8::1]"
         );
         assert_eq!(parse_authority("10.0.0.1:80").unwrap().host, "10.0.0.1");
+        assert_eq!(
+            parse_authority("a-b.x--y.com").unwrap().host,
+            "a-b.x--y.com"
+        );
+    }
+
+    #[test]
+    fn ipv6_literals_are_canonical() {
+        for (raw, want) in [
+            ("[0:0:0:0:0:0:0:1]", "[::1]"),
+            ("[::0001]:8080", "[::1]"),
+            ("[0000::1]", "[::1]"),
+            ("[2001:DB8:0:0:0:0:0:1]", "[2001:db8::1]"),
+            ("[2001:db8:0:0:1:0:0:1]", "[2001:db8::1:0:0:1]"),
+            ("[2001:0db8::0001:0:0:1]", "[2001:db8::1:0:0:1]"),
+            ("[::ffff:10.0.0.1]", "[::ffff:10.0.0.1]"),
+            ("[::]", "[::]"),
+        ] {
+            assert_eq!(parse_authority(raw).unwrap().host, want, "{raw}");
+        }
+        let t = HostTable::build("hosts", vec![("[0:0:0:0:0:0:0:1]".to_string(), 1)]).unwrap();
+        assert_eq!(t.lookup("[::1]"), Some(&1));
+        let e = HostTable::build(
+            "hosts",
+            vec![("[::1]".to_string(), 1), ("[0::1]".to_string(), 2)],
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "hosts[1]");
+        assert_eq!(
+            HostPattern::parse("[0:0:0:0:0:0:0:1]"),
+            Ok(HostPattern::Exact("[::1]".into()))
+        );
+        assert!(HostPattern::parse("[::1]:80").is_err());
     }
 
     #[test]
@@ -288,6 +336,15 @@ mod tests {
         assert_eq!(parse_authority("a.com:"), Err(BadPort));
         assert_eq!(parse_authority("a.com:8x"), Err(BadPort));
         assert_eq!(parse_authority("a..com"), Err(BadLabel));
+        assert_eq!(parse_authority("-x.com"), Err(BadLabel));
+        assert_eq!(parse_authority("x-.com"), Err(BadLabel));
+        assert_eq!(parse_authority("a.-b.com:80"), Err(BadLabel));
+        assert_eq!(parse_authority("a.b-.com."), Err(BadLabel));
+        assert_eq!(parse_authority("-"), Err(BadLabel));
+        assert_eq!(parse_authority("[1::2::3]"), Err(BadIpv6));
+        assert_eq!(parse_authority("[::1%25eth0]"), Err(BadIpv6));
+        assert_eq!(parse_authority("[1:2:3:4:5:6:7:8:9]"), Err(BadIpv6));
+        assert_eq!(parse_authority("[12345::1]"), Err(BadIpv6));
         assert_eq!(parse_authority("[::1"), Err(BadIpv6));
         assert_eq!(parse_authority("[::1]x"), Err(BadPort));
         assert_eq!(parse_authority("[zz]"), Err(BadIpv6));

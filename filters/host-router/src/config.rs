@@ -601,6 +601,40 @@ mod tests {
     }
 
     #[test]
+    fn match_needs_exactly_one_kind() {
+        for (rule, got) in [
+            (r#"{"match": {}, "route": {"cluster": "a"}}"#, "(got none)"),
+            (
+                r#"{"match": {"exact": "/a", "prefix": "/b"}, "route": {"cluster": "a"}}"#,
+                "(got `exact` and `prefix`)",
+            ),
+            (
+                r#"{"match": {"prefix": "/b", "segment_prefix": "/c", "exact": "/a"}, "route": {"cluster": "a"}}"#,
+                "(got `exact` and `prefix` and `segment_prefix`)",
+            ),
+        ] {
+            let e = err(&one_rule(rule));
+            assert_eq!(e.field, "hosts[0].rules[0].match", "{rule}: {e}");
+            assert!(
+                e.reason
+                    .contains("exactly one of `exact`, `prefix`, `segment_prefix`"),
+                "{e}"
+            );
+            assert!(e.reason.contains(got), "{e}");
+            assert!(!e.to_string().contains("line 1"), "{e}");
+        }
+        let e = err(&one_rule(
+            r#"{"match": {"regex": "/a"}, "route": {"cluster": "a"}}"#,
+        ));
+        assert_eq!(e.field, "hosts[0].rules[0].match.regex");
+        assert!(e.reason.contains("unknown field `regex`"), "{e}");
+        // An enum elsewhere written as an object: the field, never `.`.
+        let e = err(r#"{"unknown_host": {"action": {"reject": null, "pass": null}}}"#);
+        assert_eq!(e.field, "unknown_host.action", "{e}");
+        assert!(!e.to_string().contains("line 1"), "{e}");
+    }
+
+    #[test]
     fn top_level_errors() {
         assert_eq!(
             err(r#"{"routing_header": "X-Cluster"}"#).field,

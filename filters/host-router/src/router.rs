@@ -8,7 +8,9 @@ use crate::split;
 use gatehouse_core::config::ConfigError;
 use gatehouse_core::headers::{HeaderOp, HeaderSnapshot};
 use gatehouse_core::host::{parse_authority, HostTable};
-use gatehouse_core::path::{split_path_query, PathMatch};
+use gatehouse_core::path::{
+    has_authority_like_start, has_dot_segment, split_path_query, PathMatch,
+};
 use gatehouse_core::random::RandomSource;
 use gatehouse_core::reply::error_body;
 
@@ -35,7 +37,8 @@ pub enum Outcome {
     UnknownHostPassed,
     /// `:authority` missing or malformed: 400 (or passed with `pass`).
     BadHost,
-    /// The host matched but `:path` is not UTF-8: 400.
+    /// The host matched but `:path` is not UTF-8, or a path rewrite would
+    /// send a path with dot segments or a leading `//`: 400.
     BadPath,
 }
 
@@ -224,6 +227,16 @@ impl Router {
             }
             if let Some(prefix) = &rw.path_prefix {
                 let new_path = rewrite_path(rule.path.as_ref(), path_full, prefix);
+                if !safe_rewritten_path(&new_path) {
+                    d.outcome = Outcome::BadPath;
+                    d.action = Action::Reply(json_reply(
+                        400,
+                        "bad_path",
+                        "the rewritten path would hold dot segments or start with //",
+                        request_id,
+                    ));
+                    return d;
+                }
                 if new_path != path_full {
                     d.rewritten = true;
                 }
@@ -346,6 +359,15 @@ pub fn rewrite_path(m: Option<&PathMatch>, path_full: &str, prefix: &str) -> Str
         out.push_str(q);
     }
     out
+}
+
+/// A rewritten path may be sent upstream only when it cannot escape the new
+/// prefix or name another host, whatever Envoy's path normalisation: no dot
+/// segment (`.`, `..`, also percent-encoded or before `;`) and no leading
+/// `//` (also `/\`, `/%2f`, `/%5c`). The query is not looked at.
+pub fn safe_rewritten_path(path_full: &str) -> bool {
+    let (path, _) = split_path_query(path_full);
+    !has_dot_segment(path) && !has_authority_like_start(path)
 }
 
 /// The request id for error bodies, when it looks sane (printable ASCII).
@@ -643,6 +665,55 @@ mod tests {
         assert_eq!(rewrite_path(Some(&e), "/a?x=1", "/b/c"), "/b/c?x=1");
         assert_eq!(rewrite_path(None, "/x/y", "/base"), "/base/x/y");
         assert_eq!(rewrite_path(None, "/x/y", "/"), "/x/y");
+    }
+
+    #[test]
+    fn rewrites_never_emit_dot_segments_or_a_leading_double_slash() {
+        let r = router(
+            r#"{"hosts": [{"host": "a.com", "rules": [
+                {"match": {"segment_prefix": "/legacy"}, "route": {"cluster": "c", "rewrite": {"path_prefix": "/v2"}}},
+                {"match": {"segment_prefix": "/strip"}, "route": {"cluster": "c", "rewrite": {"path_prefix": "/"}}},
+                {"match": {"prefix": "/p"}, "route": {"cluster": "c", "rewrite": {"path_prefix": "/"}}},
+                {"route": {"cluster": "plain"}}]}]}"#,
+        );
+        for path in [
+            "/legacy/../admin",
+            "/legacy/./x",
+            "/legacy/a/%2e%2e/b",
+            "/legacy/..;x/admin",
+            "/strip//evil.example/x",
+            "/strip/%2fevil.example/x",
+            "/strip/\\evil.example",
+            "/p/./x",
+            "/p//x",
+        ] {
+            let d = decide(&r, &req("a.com", path));
+            assert_eq!(d.outcome, Outcome::BadPath, "{path}");
+            let Action::Reply(rep) = &d.action else {
+                panic!("{path}")
+            };
+            assert_eq!(rep.status, 400);
+            assert!(rep.body.contains("bad_path"), "{}", rep.body);
+        }
+        for (path, want) in [
+            ("/legacy/items?x=/../y", "/v2/items?x=/../y"),
+            ("/legacy", "/v2"),
+            ("/strip/x//y", "/x//y"),
+            ("/p...x", "/...x"),
+        ] {
+            let d = decide(&r, &req("a.com", path));
+            assert_eq!(d.outcome, Outcome::Routed, "{path}");
+            let Action::Continue(ops) = &d.action else {
+                panic!("{path}")
+            };
+            assert!(
+                ops.contains(&HeaderOp::set(":path", want)),
+                "{path}: {ops:?}"
+            );
+        }
+        // Without a rewrite the path is the client's and Envoy's business.
+        let d = decide(&r, &req("a.com", "/other/../x"));
+        assert_eq!(d.cluster.as_deref(), Some("plain"));
     }
 
     const SPLIT: &str = r#"{"hosts": [{"host": "a.com", "rules": [{"route": {"split": {

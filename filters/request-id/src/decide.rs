@@ -4,6 +4,7 @@
 use crate::config::{Config, Generator, IncomingPolicy, TraceFormat, TRACE_HEADERS};
 use crate::id;
 use crate::trace::{self, Incoming, Outgoing, Parsed, TraceId};
+use crate::tracestate::{self, TraceState};
 use gatehouse_core::{Clock, HeaderOp, HeaderSnapshot, RandomSource};
 
 /// What happened to the request id.
@@ -36,6 +37,9 @@ pub struct Decision {
     pub malformed: u32,
     /// Valid incoming formats that disagreed with the one continued.
     pub conflicts: u32,
+    /// A `tracestate` that came with the continued W3C trace broke the
+    /// grammar and was removed.
+    pub tracestate_dropped: bool,
     /// Edits to the request headers.
     pub request_ops: Vec<HeaderOp>,
 }
@@ -62,6 +66,7 @@ pub fn decide(
         outgoing: None,
         malformed: 0,
         conflicts: 0,
+        tracestate_dropped: false,
         request_ops: ops,
     };
     if cfg.tracing.enabled {
@@ -109,12 +114,14 @@ fn new_trace_id(bits: u32, rng: &mut impl RandomSource) -> TraceId {
             hi: 0,
             lo: rng.next_nonzero_u64(),
             wide: false,
+            random: true,
         }
     } else {
         TraceId {
             hi: rng.next_nonzero_u64(),
             lo: rng.next_u64(),
             wide: true,
+            random: true,
         }
     }
 }
@@ -192,14 +199,24 @@ fn decide_trace(cfg: &Config, h: &HeaderSnapshot, rng: &mut impl RandomSource, d
         && t.emit.contains(&TraceFormat::W3c);
 
     // Every trace header sent upstream describes this one context: emitted
-    // formats are set, other incoming trace headers removed.
+    // formats are set, other incoming trace headers removed. `tracestate`
+    // goes with a continued W3C trace only, and only when it is valid.
     let mut emitted: Vec<(&'static str, String)> = Vec::new();
     for f in &t.emit {
         emitted.extend(trace::render(&out, *f));
     }
+    let mut keep_tracestate = false;
+    if continued_w3c {
+        match tracestate::check(h.all("tracestate")) {
+            TraceState::Absent | TraceState::Empty => {}
+            TraceState::Keep => keep_tracestate = true,
+            TraceState::Combine(list) => emitted.push(("tracestate", list)),
+            TraceState::Invalid => d.tracestate_dropped = true,
+        }
+    }
     for name in TRACE_HEADERS {
-        let keep_tracestate = name == "tracestate" && continued_w3c;
-        if h.contains(name) && !keep_tracestate && !emitted.iter().any(|(n, _)| *n == name) {
+        let keep = name == "tracestate" && keep_tracestate;
+        if h.contains(name) && !keep && !emitted.iter().any(|(n, _)| *n == name) {
             d.request_ops.push(HeaderOp::remove(name));
         }
     }
@@ -279,7 +296,82 @@ mod tests {
         assert_eq!(s(&h, "x-b3-sampled").as_deref(), Some("1"));
         assert!(!h.contains("x-b3-parentspanid"));
         assert_eq!(s(&h, "b3"), Some(format!("{tid}-{sid}-1")));
-        assert_eq!(s(&h, "traceparent"), Some(format!("00-{tid}-{sid}-01")));
+        // New ids are random: Level 2's random-trace-id flag is set.
+        assert_eq!(s(&h, "traceparent"), Some(format!("00-{tid}-{sid}-03")));
+    }
+
+    #[test]
+    fn random_flag_is_carried_with_the_trace_id_only() {
+        // Incoming W3C with random (+ unknown flags): random kept, the
+        // undefined flags dropped, sampled carried.
+        for (flags, want) in [
+            ("03", "03"),
+            ("02", "02"),
+            ("ff", "03"),
+            ("fd", "01"),
+            ("01", "01"),
+        ] {
+            let (_, h) = run("{}", &[("traceparent", &format!("00-{T32}-{S16}-{flags}"))]);
+            let tp = s(&h, "traceparent").unwrap();
+            assert!(tp.starts_with(&format!("00-{T32}-")), "{tp}");
+            assert!(tp.ends_with(&format!("-{want}")), "{flags}: {tp}");
+        }
+        // Continued from B3: the id's randomness is unknown.
+        let (_, h) = run("{}", &[("b3", &format!("{T32}-{S16}-1"))]);
+        assert!(s(&h, "traceparent").unwrap().ends_with("-01"));
+        // Sampling-only and 64-bit new traces are random ids too.
+        let (_, h) = run("{}", &[("b3", "0")]);
+        assert!(s(&h, "traceparent").unwrap().ends_with("-02"));
+        let (_, h) = run(r#"{"tracing":{"trace_id_bits":64}}"#, &[]);
+        assert!(s(&h, "traceparent").unwrap().ends_with("-03"));
+    }
+
+    #[test]
+    fn duplicated_traceparent_starts_a_new_trace() {
+        let (d, h) = run(
+            "{}",
+            &[
+                ("traceparent", &format!("00-{T32}-{S16}-01")),
+                ("traceparent", &format!("00-{T32}-{S16}-01")),
+                ("tracestate", "a=b"),
+            ],
+        );
+        assert_eq!(d.trace, Some(TraceOutcome::Started));
+        assert_eq!(d.malformed, 1);
+        assert_ne!(d.outgoing.unwrap().trace.hex32(), T32);
+        assert_eq!(h.all("traceparent").count(), 1);
+        assert!(!h.contains("tracestate"));
+        assert!(!d.tracestate_dropped);
+    }
+
+    #[test]
+    fn tracestate_is_checked_combined_or_dropped() {
+        let tp = format!("00-{T32}-{S16}-00");
+        let (d, h) = run(
+            "{}",
+            &[("traceparent", &tp), ("tracestate", "foo=1 , bar=2")],
+        );
+        assert!(!d.tracestate_dropped);
+        assert_eq!(s(&h, "tracestate").as_deref(), Some("foo=1 , bar=2"));
+        let (_, h) = run(
+            "{}",
+            &[
+                ("traceparent", &tp),
+                ("tracestate", "foo=1,bar=2"),
+                ("tracestate", "baz=3"),
+            ],
+        );
+        assert_eq!(h.all("tracestate").count(), 1);
+        assert_eq!(s(&h, "tracestate").as_deref(), Some("foo=1,bar=2,baz=3"));
+        for bad in ["foo=bar=baz", "FOO=1", "foo=1,foo=2", "foo@=1,bar=2"] {
+            let (d, h) = run("{}", &[("traceparent", &tp), ("tracestate", bad)]);
+            assert!(d.tracestate_dropped, "{bad}");
+            assert!(!h.contains("tracestate"), "{bad}");
+            assert_eq!(d.trace, Some(TraceOutcome::Continued));
+        }
+        let (d, h) = run("{}", &[("traceparent", &tp), ("tracestate", "")]);
+        assert!(!d.tracestate_dropped);
+        assert!(!h.contains("tracestate"));
     }
 
     #[test]

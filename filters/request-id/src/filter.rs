@@ -21,6 +21,7 @@ struct Metrics {
     traces_continued: Counter,
     trace_headers_malformed: Counter,
     trace_headers_conflicting: Counter,
+    tracestate_dropped: Counter,
 }
 
 impl Metrics {
@@ -34,6 +35,7 @@ impl Metrics {
             traces_continued: c("traces_continued"),
             trace_headers_malformed: c("trace_headers_malformed"),
             trace_headers_conflicting: c("trace_headers_conflicting"),
+            tracestate_dropped: c("tracestate_dropped"),
         }
     }
 }
@@ -112,6 +114,9 @@ impl HttpContext for RequestId {
         }
         for _ in 0..d.conflicts {
             m.trace_headers_conflicting.inc();
+        }
+        if d.tracestate_dropped {
+            m.tracestate_dropped.inc();
         }
         self.id = Some(d.id);
         Action::Continue

@@ -8,6 +8,7 @@ pub mod config;
 pub mod decide;
 pub mod id;
 pub mod trace;
+pub mod tracestate;
 
 #[cfg(target_os = "wasi")]
 pub mod filter;

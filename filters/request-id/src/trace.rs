@@ -13,6 +13,10 @@ pub struct TraceId {
     pub lo: u64,
     /// Written as 32 hex digits (true) or 16 (false, B3 64-bit ids).
     pub wide: bool,
+    /// Known to be random (W3C Trace Context Level 2 `random-trace-id`
+    /// flag, `02`): set on ids this filter makes and on W3C ids that arrive
+    /// with the flag; written on every `traceparent` carrying this id.
+    pub random: bool,
 }
 
 impl TraceId {
@@ -90,18 +94,28 @@ fn parse_trace_id(s: &str) -> Option<TraceId> {
             hi: hex::parse_u64(s.get(..16)?)?,
             lo: hex::parse_u64(s.get(16..)?)?,
             wide: true,
+            random: false,
         }),
         16 => Some(TraceId {
             hi: 0,
             lo: hex::parse_u64(s)?,
             wide: false,
+            random: false,
         }),
         _ => None,
     }
 }
 
-/// `traceparent: {version}-{trace-id}-{parent-id}-{flags}`.
+/// The `sampled` trace flag.
+pub const FLAG_SAMPLED: u8 = 0x01;
+/// Trace Context Level 2 `random-trace-id` flag.
+pub const FLAG_RANDOM: u8 = 0x02;
+
+/// `traceparent: {version}-{trace-id}-{parent-id}-{flags}`, with optional
+/// whitespace (space, tab) around it. Of the flags, `sampled` and
+/// `random-trace-id` are read; others are not defined and are not carried.
 pub fn parse_traceparent(v: &str) -> Option<Incoming> {
+    let v = v.trim_matches([' ', '\t']);
     let version = v.get(..2)?;
     if !hex::is_lower_hex(version) || version == "ff" {
         return None;
@@ -121,13 +135,14 @@ pub fn parse_traceparent(v: &str) -> Option<Incoming> {
     if trace.len() != 32 || flags.len() != 2 || !hex::is_lower_hex(flags) {
         return None;
     }
-    let trace = parse_trace_id(trace)?;
+    let mut trace = parse_trace_id(trace)?;
     let span = parse_span(span)?;
     let flags = u8::from_str_radix(flags, 16).ok()?;
+    trace.random = flags & FLAG_RANDOM != 0;
     Some(Incoming::Context {
         trace,
         span,
-        sampling: if flags & 1 == 1 {
+        sampling: if flags & FLAG_SAMPLED != 0 {
             Sampling::Accept
         } else {
             Sampling::Deny
@@ -232,6 +247,9 @@ pub fn parse_format(h: &HeaderSnapshot, f: TraceFormat) -> Parsed {
         Some(Ok(v)) => parse(v).map_or(Parsed::Malformed, Parsed::Valid),
     };
     match f {
+        // Two `traceparent` lines are not one valid header (W3C: a vendor
+        // receiving several MUST treat them as invalid): a new trace starts.
+        TraceFormat::W3c if h.all("traceparent").nth(1).is_some() => Parsed::Malformed,
         TraceFormat::W3c => single("traceparent", parse_traceparent),
         TraceFormat::B3Single => single("b3", parse_b3_single),
         TraceFormat::B3Multi => parse_b3_multi(h),
@@ -251,14 +269,16 @@ pub struct Outgoing {
 pub fn render(out: &Outgoing, format: TraceFormat) -> Vec<(&'static str, String)> {
     match format {
         TraceFormat::W3c => {
-            let flags = if out.sampling.is_sampled() {
-                "01"
-            } else {
-                "00"
-            };
+            let mut flags = 0u8;
+            if out.sampling.is_sampled() {
+                flags |= FLAG_SAMPLED;
+            }
+            if out.trace.random {
+                flags |= FLAG_RANDOM;
+            }
             vec![(
                 "traceparent",
-                format!("00-{}-{:016x}-{flags}", out.trace.hex32(), out.span),
+                format!("00-{}-{:016x}-{flags:02x}", out.trace.hex32(), out.span),
             )]
         }
         TraceFormat::B3Single => {
@@ -568,6 +588,7 @@ mod tests {
                 hi: 1,
                 lo: i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 wide: true,
+                random: true,
             };
             let a = sample_new_trace(&t, 0.25);
             assert_eq!(a, sample_new_trace(&t, 0.25));
@@ -580,6 +601,7 @@ mod tests {
             hi: 0,
             lo: u64::MAX,
             wide: false,
+            random: true,
         };
         assert_eq!(sample_new_trace(&t, 1.0), Sampling::Accept);
         assert_eq!(sample_new_trace(&t, 0.0), Sampling::Deny);
