@@ -567,33 +567,16 @@ fn refused(up: &Upstreams, config: Value, field: &str, reason: &str) {
 }
 
 #[test]
-fn iface_bad_configs_are_refused_naming_the_field() {
+fn iface_bad_config_is_refused_naming_the_field() {
+    // One refusal end to end; the other bad configurations are unit tests of
+    // the parser (filters/host-router/src/config.rs).
     let up = Upstreams::start();
-    let route = json!([{"route": {"cluster": "webapp"}}]);
-    refused(
-        &up,
-        json!({"hosts": [{"host": "a.test", "rules": route}, {"host": "A.test", "rules": route}]}),
-        "hosts[1].host",
-        "duplicate host",
-    );
-    refused(
-        &up,
-        json!({"hosts": [{"host": "a.*.com", "rules": route}]}),
-        "hosts[0].host",
-        "invalid host pattern",
-    );
     refused(
         &up,
         json!({"hosts": [{"host": "a.test", "rules": [{"route": {"split": {"clusters": [
             {"cluster": "webapp", "weight": 90}, {"cluster": "catalog", "weight": 20}]}}}]}]}),
         "hosts[0].rules[0].route.split.clusters",
         "weights must add up to 100",
-    );
-    refused(
-        &up,
-        json!({"hosts": [{"host": "a.test", "rules": [{"route": {"cluster": "webapp", "rewrite": {}}}]}]}),
-        "hosts[0].rules[0].route.rewrite",
-        "a rewrite needs a target",
     );
 }
 

@@ -589,43 +589,15 @@ fn iface_hsts_on_https_responses_only() {
 /// Bad configuration: Envoy refuses to start, and the log names the field.
 #[test]
 fn iface_bad_config_refuses_to_start_and_the_log_says_why() {
-    let cases: Vec<(WasmFilter, &str)> = vec![
-        (
-            WasmFilter::new(FILTER, json!({})).raw_config(r#"{"status": 301"#),
-            "invalid configuration: field `.`: not valid JSON: EOF while parsing an object",
+    // One refusal end to end; every other bad configuration is a unit test
+    // of the parser (filters/https-redirect/src/config.rs).
+    let cases: Vec<(WasmFilter, &str)> = vec![(
+        WasmFilter::new(
+            FILTER,
+            json!({"hsts": {"max_age": 86400, "include_subdomains": true, "preload": true}}),
         ),
-        (
-            WasmFilter::new(FILTER, json!({"stauts": 308})),
-            "invalid configuration: field `stauts`: unknown field `stauts`",
-        ),
-        (
-            WasmFilter::new(FILTER, json!({"status": 200})),
-            "invalid configuration: field `status`: 200 is not a redirect status",
-        ),
-        (
-            WasmFilter::new(FILTER, json!({"non_get_status": 301})),
-            "invalid configuration: field `non_get_status`: 301 does not preserve the method",
-        ),
-        (
-            WasmFilter::new(FILTER, json!({"https_port": 0})),
-            "invalid configuration: field `https_port`: port must be 1-65535",
-        ),
-        (
-            WasmFilter::new(FILTER, json!({"hosts": ["ok.com", "a.*.com"]})),
-            "invalid configuration: field `hosts[1]`: invalid host pattern `a.*.com`",
-        ),
-        (
-            WasmFilter::new(FILTER, json!({"exempt_paths": ["healthz"]})),
-            "invalid configuration: field `exempt_paths[0]`: path `healthz` must start with `/`",
-        ),
-        (
-            WasmFilter::new(
-                FILTER,
-                json!({"hsts": {"max_age": 86400, "include_subdomains": true, "preload": true}}),
-            ),
-            "invalid configuration: field `hsts.preload`: preload requires max_age >= 31536000",
-        ),
-    ];
+        "invalid configuration: field `hsts.preload`: preload requires max_age >= 31536000",
+    )];
     for (filter, expected) in cases {
         let cfg = EnvoyConfig::new()
             .cluster("echo", 9)

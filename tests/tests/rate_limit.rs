@@ -817,7 +817,10 @@ fn iface_bad_config_is_refused_with_the_field_named() {
         .filter(|l| l.contains("gatehouse rate-limit: invalid configuration"))
         .collect();
     assert!(
-        lines.iter().all(|l| l.contains("field `rules[0].limits[0].rate`")) && !lines.is_empty(),
+        lines
+            .iter()
+            .all(|l| l.contains("field `rules[0].limits[0].rate`"))
+            && !lines.is_empty(),
         "{}",
         f.log
     );
