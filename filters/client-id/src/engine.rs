@@ -666,7 +666,6 @@ impl Engine {
     /// Every header the filter owns: removed from every request.
     fn removal_ops(&self, headers: &HeaderSnapshot) -> Vec<HeaderOp> {
         let mut names: Vec<&str> = vec![self.id_header.as_str(), self.plan_header.as_str()];
-
         if let Some(m) = &self.method_header {
             names.push(m);
         }
