@@ -670,6 +670,8 @@ fn jwt_claim_types_and_out_of_range_times_have_their_own_reason() {
     let envoy = Envoy::start(
         &EnvoyConfig::new()
             .cluster("echo", echo.port)
+            // One worker: one verified-token cache, so the counts are exact.
+            .concurrency(1)
             .filter(WasmFilter::new("client-id", hs_config(json!({})))),
     );
     let send = |token: &str| {
