@@ -631,3 +631,336 @@ fn iface_bad_configs_are_refused_with_a_line_naming_the_field() {
         );
     }
 }
+
+fn hs_config(extra: Value) -> Value {
+    let mut c = json!({
+        "jwt": {
+            "issuers": [{"issuer": "https://hs.corp.test", "audiences": ["orders-api"],
+                         "jwks": {"keys": [{"kty": "oct", "kid": "hs-1", "alg": "HS256", "k": b64(HS_SECRET)}]}}]
+        }
+    });
+    if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+fn hs_claims(extra: Value) -> String {
+    let mut p = json!({"iss": "https://hs.corp.test", "aud": "orders-api", "sub": "svc-hs",
+                       "iat": now() - 5, "exp": now() + 600});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            p.as_object_mut().unwrap().remove(k);
+        } else {
+            p[k] = v.clone();
+        }
+    }
+    hs_token(json!({"alg": "HS256", "kid": "hs-1"}), p, HS_SECRET)
+}
+
+/// A numeric client id is accepted (the docs allow it); a validly signed
+/// token whose claims have the wrong type or an impossible time is
+/// `bad_claims`, never `bad_signature`; out-of-range times are refused
+/// instead of meaning "never expires".
+#[test]
+fn jwt_claim_types_and_out_of_range_times_have_their_own_reason() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            // One worker: one verified-token cache, so the counts are exact.
+            .concurrency(1)
+            .filter(WasmFilter::new("client-id", hs_config(json!({})))),
+    );
+    let send = |token: &str| {
+        envoy.send_h1(&Request::get("/orders").header("authorization", &format!("Bearer {token}")))
+    };
+    let numeric = hs_claims(json!({"sub": 4200017}));
+    for _ in 0..2 {
+        let r = send(&numeric);
+        assert_eq!(r.status, 200, "numeric sub: {}", r.text());
+        assert_eq!(r.echo().header_all("x-client-id"), vec!["4200017"]);
+    }
+    // The second one came from the verified-token cache.
+    assert_eq!(envoy.metric("gatehouse.client_id.verified_cache.hits"), 1);
+    assert_eq!(envoy.metric("gatehouse.client_id.verified_cache.misses"), 1);
+    let r = send(&hs_claims(json!({"exp": (now() + 600) as f64 + 0.5})));
+    assert_eq!(r.status, 200, "fractional exp: {}", r.text());
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("numeric jti", json!({"jti": 77}), "bad_claims"),
+        (
+            "string exp",
+            json!({"exp": (now() + 600).to_string()}),
+            "bad_claims",
+        ),
+        ("negative exp", json!({"exp": -1}), "bad_claims"),
+        ("exp 1e29", json!({"exp": 1e29}), "bad_claims"),
+        (
+            "exp f64::MAX (1.79e308)",
+            json!({"exp": f64::MAX}),
+            "bad_claims",
+        ),
+        ("nbf 1e29", json!({"nbf": 1e29}), "bad_claims"),
+        ("iat 1e29", json!({"iat": 1e29}), "bad_claims"),
+        ("object sub", json!({"sub": {"id": 1}}), "bad_claims"),
+        ("numeric aud", json!({"aud": 5}), "bad_claims"),
+        ("no sub", json!({"sub": null}), "missing_claim"),
+        ("expired", json!({"exp": now() - 600}), "expired"),
+    ];
+    for (what, claims, reason) in &cases {
+        let r = send(&hs_claims(claims.clone()));
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert_eq!(r.json()["error"], *reason, "{what}");
+    }
+    // 1.8e308 is beyond f64: not JSON a parser can read, so malformed.
+    let raw = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","kid":"hs-1"}"#),
+        b64(br#"{"iss":"https://hs.corp.test","aud":"orders-api","sub":"svc-hs","exp":1.8e308}"#)
+    );
+    let mac = hmac_sha256::HMAC::mac(raw.as_bytes(), HS_SECRET);
+    let r = send(&format!("{raw}.{}", b64(&mac)));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "malformed_token");
+    // A bad signature is still a bad signature.
+    let forged = hs_token(
+        json!({"alg": "HS256", "kid": "hs-1"}),
+        json!({"iss": "https://hs.corp.test", "aud": "orders-api", "sub": 1, "exp": 1e29}),
+        b"not-the-secret-not-the-secret-not-the-secret",
+    );
+    assert_eq!(send(&forged).json()["error"], "bad_signature");
+    assert_eq!(envoy.metric("gatehouse.client_id.rejected.bad_claims"), 9);
+    assert_eq!(
+        envoy.metric("gatehouse.client_id.rejected.bad_signature"),
+        1
+    );
+}
+
+/// A configuration error names the field and the expected shape, never the
+/// value: an API key (or its hash) or a JWKS secret never reaches the log.
+#[test]
+fn config_errors_never_quote_secret_values() {
+    const SECRET: &str = "ak_live_leaky_9f8e7d6c5b";
+    let hex = sha_hex(SECRET);
+    let cases = [
+        (
+            json!({"clients": [{"id": "a", "api_keys": [SECRET]}]}),
+            "clients[0].api_keys[0]",
+            SECRET.to_string(),
+        ),
+        (
+            json!({"clients": [{"id": "a", "api_keys": SECRET}]}),
+            "clients[0].api_keys",
+            SECRET.to_string(),
+        ),
+        (
+            json!({"api_key": {"allow_plain_keys": true},
+                   "clients": [{"id": "a", "api_keys": [{"key": 4_815_162_342_u64}]}]}),
+            "clients[0].api_keys[0].key",
+            "4815162342".to_string(),
+        ),
+        (
+            json!({"api_key": {"allow_plain_keys": true},
+                   "clients": [{"id": "a", "api_keys": [{SECRET: true}]}]}),
+            "clients[0].api_keys[0]",
+            SECRET.to_string(),
+        ),
+        (
+            // The key where its settings belong.
+            json!({"api_key": SECRET, "clients": [{"id": "a", "api_keys": [{"sha256": hex}]}]}),
+            "api_key",
+            SECRET.to_string(),
+        ),
+        (
+            // A private JWK pasted into the config: refused, `d` not quoted.
+            json!({"jwt": {"issuers": [{"issuer": "x", "jwks": {"keys": [
+                {"kty": "oct", "k": b64(HS_SECRET), "d": SECRET}]}}]}}),
+            "jwt.issuers[0].jwks.keys[0].d",
+            SECRET.to_string(),
+        ),
+    ];
+    for (config, field, secret) in cases {
+        let log = refused(config);
+        let line = the_error_line(&log);
+        assert!(
+            line.contains(&format!("field `{field}`")),
+            "{field}: {line}"
+        );
+        assert!(
+            !log.contains(&secret),
+            "{field}: the secret is in the log:\n{line}"
+        );
+        assert!(
+            !log.contains(&secret[..8]),
+            "{field}: part of the secret is in the log"
+        );
+    }
+}
+
+/// Credentials are removed before forwarding unless a method opts out.
+#[test]
+fn credentials_are_stripped_by_default_and_kept_only_on_opt_out() {
+    let echo = Echo::start("echo");
+    let token = hs_claims(json!({}));
+    let config = |extra: Value| {
+        hs_config(json!({
+            "clients": [{"id": "acme", "api_keys": [{"sha256": sha_hex(KEY)}]}],
+            "api_key": {"query_param": "api_key"}
+        }))
+        .as_object()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .chain(extra.as_object().unwrap().clone())
+        .collect::<serde_json::Map<_, _>>()
+    };
+    let requests = || {
+        [
+            Request::get("/a").header("x-api-key", KEY),
+            Request::get(&format!("/a?api_key={KEY}&x=1")),
+            Request::get("/a").header("authorization", &format!("Bearer {token}")),
+        ]
+    };
+    let envoy = Envoy::start(&EnvoyConfig::new().cluster("echo", echo.port).filter(
+        WasmFilter::new("client-id", Value::Object(config(json!({})))),
+    ));
+    for req in requests() {
+        let r = envoy.send_h1(&req);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = r.echo();
+        assert!(seen.header("x-client-id").is_some());
+        assert_eq!(seen.header("x-api-key"), None);
+        assert_eq!(seen.header("authorization"), None);
+        assert!(!seen.path.contains(KEY), "{}", seen.path);
+    }
+    assert_eq!(envoy.send_h1(&requests()[1].clone()).echo().path, "/a?x=1");
+    drop(envoy);
+    // Opt out for JWT only: the token is forwarded, keys still are not.
+    let envoy = Envoy::start(&EnvoyConfig::new().cluster("echo", echo.port).filter(
+        WasmFilter::new(
+            "client-id",
+            Value::Object(config(json!({"strip_credentials": {"jwt": false}}))),
+        ),
+    ));
+    let [by_header, by_query, by_jwt] = requests();
+    let seen = envoy.send_h1(&by_header).echo();
+    assert_eq!(seen.header("x-api-key"), None);
+    assert!(!envoy.send_h1(&by_query).echo().path.contains(KEY));
+    let seen = envoy.send_h1(&by_jwt).echo();
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+}
+
+/// `x_client_id` and friends are read as `x-client-id` by CGI/WSGI/PHP
+/// upstreams: removed, with Envoy's default `headers_with_underscores_action`.
+#[test]
+fn underscore_variants_of_identity_headers_never_reach_the_upstream() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(WasmFilter::new("client-id", key_config())),
+    );
+    let forged = |r: Request| {
+        r.header("x_client_id", "root")
+            .header("x_client-plan", "unlimited")
+            .header("x_client_label_team", "forged")
+            .header("x-client_auth", "forged")
+            .header("x_unrelated", "kept")
+    };
+    for req in [
+        Request::get("/v1/a").header("x-api-key", KEY),
+        Request::get("/public/doc"),
+        Request::get("/healthz"),
+    ] {
+        let r = envoy.send_h1(&forged(req.host("api.test")));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = r.echo();
+        // Envoy's default lets underscore headers through ...
+        assert_eq!(seen.header("x_unrelated"), Some("kept"));
+        // ... but none that an upstream could read as an identity header.
+        for (name, _) in &seen.headers {
+            let n = name.replace('_', "-").to_ascii_lowercase();
+            if name.contains('_') {
+                assert!(!n.starts_with("x-client-"), "{name} reached the upstream");
+            }
+        }
+    }
+}
+
+/// `..;` is `..` to Tomcat, Jetty and Spring; `;` parameters hide segments.
+#[test]
+fn semicolon_dot_segments_are_ambiguous_paths() {
+    let echo = Echo::start("echo");
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(WasmFilter::new("client-id", key_config())),
+    );
+    for p in [
+        "/public/..;/v1/a",
+        "/public/..;jsessionid=1/v1/a",
+        "/public/.;/x",
+        "/healthz;x=1",
+    ] {
+        let r = envoy.send_h1(
+            &Request::get(p)
+                .host("api.test")
+                .header("x-request-id", "rid-semi"),
+        );
+        assert_error_body(&r, 400, "bad_path", "rid-semi");
+    }
+    // A `;` in the query is not the path.
+    let r = envoy.send_h1(&Request::get("/public/doc?a=1;b=2").host("api.test"));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn is_preflight(r: Request) -> Request {
+    r.header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+}
+
+/// CORS preflights carry no credential: 401 by default (as jwt_authn), let
+/// through with `bypass_cors_preflight`, without identity; other OPTIONS
+/// requests still need a credential.
+#[test]
+fn cors_preflights_pass_only_with_bypass_cors_preflight() {
+    let echo = Echo::start("echo");
+    let mut config = key_config();
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(WasmFilter::new("client-id", config.clone())),
+    );
+    let r = envoy.send_h1(&is_preflight(Request::new("OPTIONS", "/v1/a")).host("api.test"));
+    assert_eq!(r.status, 401, "{}", r.text());
+    drop(envoy);
+    config["bypass_cors_preflight"] = json!(true);
+    let envoy = Envoy::start(
+        &EnvoyConfig::new()
+            .cluster("echo", echo.port)
+            .filter(WasmFilter::new("client-id", config)),
+    );
+    let r = envoy.send_h1(
+        &is_preflight(Request::new("OPTIONS", "/v1/a"))
+            .host("api.test")
+            .header("x-client-id", "forged"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.echo();
+    assert_eq!(seen.method, "OPTIONS");
+    assert_eq!(seen.header("x-client-id"), None);
+    // Not a preflight: OPTIONS without the CORS headers, or GET with them.
+    for req in [
+        Request::new("OPTIONS", "/v1/a").header("origin", "https://app.example"),
+        is_preflight(Request::get("/v1/a")),
+    ] {
+        assert_eq!(envoy.send_h1(&req.host("api.test")).status, 401);
+    }
+    assert_eq!(envoy.metric("gatehouse.client_id.cors_preflight"), 1);
+}

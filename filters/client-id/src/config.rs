@@ -69,13 +69,56 @@ pub struct Config {
     /// First matching rule wins.
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// Remove the credential (API key header / query parameter / cookie,
-    /// `authorization` header) before forwarding. Default false.
+    /// Remove the credential that identified the request (API key header /
+    /// query parameter / cookie, `authorization` header) before forwarding.
+    /// Default: on for every method; `false` or `{"jwt": false}` opts out.
     #[serde(default)]
-    pub strip_credentials: bool,
+    pub strip_credentials: StripCredentials,
+    /// Let CORS preflights (`OPTIONS` with `origin` and
+    /// `access-control-request-method`) through without a credential (and
+    /// without identity). Default false, as Envoy jwt_authn's
+    /// `bypass_cors_preflight`.
+    #[serde(default)]
+    pub bypass_cors_preflight: bool,
     /// `realm` of the `WWW-Authenticate` challenge. Default `gatehouse`.
     #[serde(default = "default_realm")]
     pub realm: String,
+}
+
+/// `strip_credentials`: a bool for every method, or per method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum StripCredentials {
+    All(bool),
+    PerMethod(StripPerMethod),
+}
+
+impl Default for StripCredentials {
+    fn default() -> Self {
+        StripCredentials::All(true)
+    }
+}
+
+impl StripCredentials {
+    pub fn strips(self, m: Method) -> bool {
+        match (self, m) {
+            (StripCredentials::All(b), _) => b,
+            (StripCredentials::PerMethod(p), Method::ApiKey) => p.api_key,
+            (StripCredentials::PerMethod(p), Method::Jwt) => p.jwt,
+            // A certificate is not a request header: nothing to strip.
+            (StripCredentials::PerMethod(_), Method::Mtls) => false,
+        }
+    }
+}
+
+/// Per-method stripping; an absent method strips (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripPerMethod {
+    #[serde(default = "yes")]
+    pub api_key: bool,
+    #[serde(default = "yes")]
+    pub jwt: bool,
 }
 
 fn default_realm() -> String {
@@ -367,6 +410,102 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         crate::engine::Engine::build(self).map(|_| ())
     }
+}
+
+/// [`Config`] read without [`Validate`] (the filter builds the engine
+/// itself, once).
+struct Unchecked(Config);
+
+impl<'de> Deserialize<'de> for Unchecked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Config::deserialize(d).map(Unchecked)
+    }
+}
+
+impl Validate for Unchecked {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// Reads the configuration JSON. A type error names the field and the
+/// expected shape but never quotes the value found there (it may be an API
+/// key, a hash or a secret): see [`redact`]. Validation (hashes, JWKS, ...)
+/// is [`crate::engine::Engine::build`], whose messages never quote secrets.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    gatehouse_core::config::parse_config::<Unchecked>(bytes)
+        .map(|u| u.0)
+        .map_err(redact)
+}
+
+const API_KEYS_SHAPE: &str = r#"must be a list of objects, each {"sha256": "<64 hex digits>"} or {"key": "<plain key>"} (the value found is not shown)"#;
+const API_KEY_SHAPE: &str = r#"must be an object {"sha256": "<64 hex digits>"} or {"key": "<plain key>"} (the value found is not shown)"#;
+
+/// Removes values from a deserialization error. Inside `clients[i].api_keys`
+/// the field path stops at the key entry (an unknown member's name may be
+/// the key itself) and the reason is the expected shape; elsewhere the
+/// serde message keeps its kind (`invalid type: string, expected ...`) and
+/// loses the value.
+pub fn redact(e: ConfigError) -> ConfigError {
+    if let Some(pos) = e.field.find(".api_keys") {
+        let head = e.field.get(..pos + ".api_keys".len()).unwrap_or_default();
+        let rest = e.field.get(pos + ".api_keys".len()..).unwrap_or_default();
+        if e.field.starts_with("clients[") && (rest.is_empty() || rest.starts_with('[')) {
+            let (index, member) = match rest.find(']') {
+                Some(end) => (
+                    rest.get(..=end).unwrap_or_default(),
+                    rest.get(end + 1..).unwrap_or_default(),
+                ),
+                None => ("", ""),
+            };
+            return match (index.is_empty(), member) {
+                (true, _) => ConfigError::new(head, API_KEYS_SHAPE),
+                (false, ".sha256") => ConfigError::new(
+                    format!("{head}{index}.sha256"),
+                    "must be a string of 64 hex digits, the SHA-256 of the key (the value found is not shown)",
+                ),
+                (false, ".key") => ConfigError::new(
+                    format!("{head}{index}.key"),
+                    "must be a string of at least 8 characters (the value found is not shown)",
+                ),
+                (false, _) => ConfigError::new(format!("{head}{index}"), API_KEY_SHAPE),
+            };
+        }
+    }
+    ConfigError::new(e.field, redact_reason(&e.reason))
+}
+
+/// `invalid type: string "k3y", expected ...` => `invalid type: a string,
+/// expected ...`; the same for numbers and `unknown variant `x``.
+fn redact_reason(reason: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = reason.strip_prefix(prefix) {
+            let Some(at) = rest.rfind(", expected ") else {
+                return format!("{prefix}(the value found is not shown)");
+            };
+            let found = rest.get(..at).unwrap_or_default();
+            let expected = rest.get(at..).unwrap_or_default();
+            let kind = [
+                ("string", "a string"),
+                ("integer", "an integer"),
+                ("floating point", "a number"),
+                ("boolean", "a boolean"),
+                ("character", "a character"),
+                ("byte array", "bytes"),
+            ]
+            .iter()
+            .find(|(k, _)| found.starts_with(k))
+            .map_or(found, |(_, name)| *name);
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    if let Some(rest) = reason.strip_prefix("unknown variant `") {
+        if let Some(at) = rest.find("`, expected ") {
+            return format!("unknown value{}", rest.get(at + 1..).unwrap_or_default());
+        }
+        return "unknown value".to_string();
+    }
+    reason.to_string()
 }
 
 pub(crate) fn check_header(field: &str, name: &str) -> Result<(), ConfigError> {

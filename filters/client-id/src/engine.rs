@@ -1,7 +1,9 @@
 //! The compiled configuration and the per-request decision.
 
 use crate::apikey::{self, Source};
-use crate::config::{check_header, CertField, Config, IssuerConfig, Method, Mode, RemoteJwks};
+use crate::config::{
+    check_header, CertField, Config, IssuerConfig, Method, Mode, RemoteJwks, StripCredentials,
+};
 use crate::jwt::{self, Alg, JwtError, KeySet, Peek, Policy, ALL_ALGS};
 use crate::verified::VerifiedCache;
 use gatehouse_core::config::{ensure, ConfigError};
@@ -9,12 +11,12 @@ use gatehouse_core::host::{normalize_host, HostPattern};
 use gatehouse_core::path::{split_path_query, PathMatch};
 use gatehouse_core::{HeaderOp, HeaderSnapshot};
 use serde_json::{Map, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 /// Every rejection reason (counter `gatehouse.client_id.rejected.<reason>`).
-pub const REASONS: [&str; 18] = [
+pub const REASONS: [&str; 19] = [
     "bad_path",
     "missing_credential",
     "unknown_key",
@@ -33,6 +35,7 @@ pub const REASONS: [&str; 18] = [
     "not_yet_valid",
     "wrong_audience",
     "missing_claim",
+    "bad_claims",
 ];
 
 /// Most API keys accepted in one config (the constant-time scan is linear).
@@ -68,6 +71,9 @@ struct JwtEngine {
     claims_to_headers: Vec<(String, String)>,
     max_len: usize,
     verified: RefCell<VerifiedCache>,
+    /// Verified-cache lookups since the last [`Engine::take_cache_events`]:
+    /// (hits, misses).
+    cache_events: Cell<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +145,8 @@ pub enum Outcome {
     /// Optional and no credential, no anonymous identity configured.
     Unidentified,
     Skipped,
+    /// A CORS preflight let through by `bypass_cors_preflight`.
+    CorsPreflight,
     Rejected(Rejection),
 }
 
@@ -185,7 +193,8 @@ pub struct Engine {
     anonymous: Option<(String, Option<String>)>,
     default_mode: Mode,
     rules: Vec<CompiledRule>,
-    strip_credentials: bool,
+    strip_credentials: StripCredentials,
+    bypass_cors_preflight: bool,
     realm: String,
     /// Some rule matches on paths.
     path_rules: bool,
@@ -221,6 +230,7 @@ fn compile_issuer(
     c: &IssuerConfig,
     skew: u64,
     max_len: usize,
+    client_id_claim: &str,
 ) -> Result<Issuer, ConfigError> {
     let at = format!("jwt.issuers[{i}]");
     ensure(
@@ -272,6 +282,7 @@ fn compile_issuer(
             required_claims: c.required_claims.clone(),
             skew_seconds: skew,
             max_len,
+            client_id_claim: client_id_claim.to_string(),
         },
         algs,
         keys,
@@ -451,6 +462,7 @@ impl Engine {
                         c,
                         j.clock_skew_seconds,
                         j.max_token_bytes,
+                        &j.client_id_claim,
                     )?);
                 }
                 let mut claims = Vec::new();
@@ -473,6 +485,7 @@ impl Engine {
                         j.verified_cache_entries,
                         j.verified_cache_ttl_seconds,
                     )),
+                    cache_events: Cell::new((0, 0)),
                 })
             }
         };
@@ -546,6 +559,21 @@ impl Engine {
                 list.clone()
             }
         };
+        // API keys enable their method by being listed; certificates need
+        // the `mtls` block (and `mtls` in `methods`), else they never match.
+        if let Some(ci) = cfg.clients.iter().position(|c| !c.certificates.is_empty()) {
+            let f = format!("clients[{ci}].certificates");
+            ensure(
+                cfg.mtls.is_some(),
+                &f,
+                "certificates identify only with the `mtls` block (add `\"mtls\": {}`)",
+            )?;
+            ensure(
+                methods.contains(&Method::Mtls),
+                &f,
+                "`mtls` is not in `methods`, so certificates would never identify",
+            )?;
+        }
         let needs_method =
             cfg.default_mode != Mode::Skip || cfg.rules.iter().any(|r| r.mode != Mode::Skip);
         ensure(
@@ -612,6 +640,7 @@ impl Engine {
             default_mode: cfg.default_mode,
             rules,
             strip_credentials: cfg.strip_credentials,
+            bypass_cors_preflight: cfg.bypass_cors_preflight,
             realm: cfg.realm.clone(),
             path_rules: cfg.rules.iter().any(|r| !r.paths.is_empty()),
         })
@@ -620,6 +649,14 @@ impl Engine {
     /// True when connection properties must be read (mTLS is configured).
     pub fn needs_peer(&self) -> bool {
         self.methods.contains(&Method::Mtls)
+    }
+
+    /// Verified-token cache (hits, misses) since the last call (the adapter
+    /// adds them to its counters).
+    pub fn take_cache_events(&self) -> (u64, u64) {
+        self.jwt
+            .as_ref()
+            .map_or((0, 0), |j| j.cache_events.replace((0, 0)))
     }
 
     pub fn issuers(&self) -> &[Issuer] {
@@ -638,8 +675,8 @@ impl Engine {
         // Only copies the request actually carries need removing: a removal
         // of an absent header would still cost a host call per request.
         let mut ops: Vec<HeaderOp> = Vec::new();
-        for n in names {
-            if headers.contains(n) && !ops.iter().any(|o| o.name() == n) {
+        for n in &names {
+            if headers.contains(n) && !ops.iter().any(|o| o.name() == *n) {
                 ops.push(HeaderOp::remove(n));
             }
         }
@@ -648,6 +685,23 @@ impl Engine {
                 if name.starts_with(p.as_str()) && !ops.iter().any(|o| o.name() == name) {
                     ops.push(HeaderOp::remove(name));
                 }
+            }
+        }
+        // CGI, WSGI, PHP (and more) read `x_client_id` as `x-client-id`:
+        // every `_` spelling of an owned header goes too (Envoy's default
+        // `headers_with_underscores_action` lets them through).
+        for (name, _) in headers.iter() {
+            if !name.contains('_') || ops.iter().any(|o| o.name() == name) {
+                continue;
+            }
+            let dashed = name.replace('_', "-").to_ascii_lowercase();
+            let owned = names.iter().any(|n| n.replace('_', "-") == dashed)
+                || self
+                    .label_prefix
+                    .as_deref()
+                    .is_some_and(|p| dashed.starts_with(&p.replace('_', "-")));
+            if owned {
+                ops.push(HeaderOp::remove(name));
             }
         }
         ops
@@ -733,6 +787,14 @@ impl Engine {
                 r.challenges.clear();
             }
             return Step::Done(Decision { outcome: o, ops });
+        }
+        if self.bypass_cors_preflight && cors_preflight(headers) {
+            // Browsers never send credentials on a preflight; it passes
+            // without identity (the forged headers are still removed).
+            return Step::Done(Decision {
+                outcome: Outcome::CorsPreflight,
+                ops,
+            });
         }
         let (mode, rule) = self.mode_for(headers);
         if mode == Mode::Skip {
@@ -845,7 +907,7 @@ impl Engine {
             }
         }
         ops.extend(id.extra);
-        if self.strip_credentials {
+        if self.strip_credentials.strips(method) {
             ops.extend(id.strip);
         }
         Decision {
@@ -1002,11 +1064,18 @@ impl Engine {
             ))
         };
         let cache_key = apikey::sha256(token.as_bytes());
-        let cached = j
-            .verified
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut c| c.get(&cache_key, input.now_secs));
+        let (cached, enabled) = match j.verified.try_borrow_mut() {
+            Ok(mut c) => (c.get(&cache_key, input.now_secs), c.enabled()),
+            Err(_) => (None, false),
+        };
+        if enabled {
+            let (hits, misses) = j.cache_events.get();
+            j.cache_events.set(if cached.is_some() {
+                (hits.saturating_add(1), misses)
+            } else {
+                (hits, misses.saturating_add(1))
+            });
+        }
         let claims = match cached {
             Some((_, claims)) => claims,
             None => match self.verify_jwt(j, &token, input, remote, &fail, &fp) {
@@ -1085,12 +1154,13 @@ impl Engine {
         fp: String,
         fail: &dyn Fn(JwtError) -> Tried,
     ) -> Tried {
-        let Some(client_id) = claims
-            .get(&j.client_id_claim)
-            .and_then(claim_string)
-            .filter(|s| valid_value(s))
-        else {
-            return fail(JwtError::MissingClaim);
+        let client_id = match claims.get(&j.client_id_claim) {
+            None | Some(Value::Null) => return fail(JwtError::MissingClaim),
+            Some(Value::String(s)) if valid_value(s) => s.clone(),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+            // Present but unusable: an object, a fraction, an empty or
+            // over-long string, control characters ...
+            Some(_) => return fail(JwtError::BadClaims),
         };
         let mut extra = Vec::new();
         for (claim, header) in &j.claims_to_headers {
@@ -1132,7 +1202,12 @@ impl Engine {
 }
 
 /// True when the path (query excluded) holds dot segments, `//`, a
-/// backslash or a percent-encoded `.`, `/` or `\`.
+/// backslash, a `;` or a percent-encoded `.`, `/`, `\` or `;`.
+///
+/// `;` starts path parameters, which Tomcat, Jetty and Spring strip from
+/// every segment before mapping: `/public/..;/admin` is `/admin` to them,
+/// `/admin;x/users` is `/admin/users` (Spring Security's firewall refuses
+/// `;` by default for the same reason).
 pub fn ambiguous_path(headers: &HeaderSnapshot) -> bool {
     let raw = match headers.first_str(":path") {
         Some(Ok(p)) => p,
@@ -1146,7 +1221,18 @@ pub fn ambiguous_path(headers: &HeaderSnapshot) -> bool {
         || lower.contains("%2e")
         || lower.contains("%2f")
         || lower.contains("%5c")
+        || lower.contains(';')
+        || lower.contains("%3b")
         || lower.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// A CORS preflight: `OPTIONS` with `origin` and
+/// `access-control-request-method` (what jwt_authn's `bypass_cors_preflight`
+/// lets through).
+pub fn cors_preflight(headers: &HeaderSnapshot) -> bool {
+    headers.first(":method") == Some(b"OPTIONS".as_slice())
+        && headers.contains("origin")
+        && headers.contains("access-control-request-method")
 }
 
 fn allowed(r: &CompiledRule, id: &str, plan: Option<&str>) -> bool {

@@ -4,7 +4,6 @@
 //! edits or answers with the rejection, and counts.
 
 use crate::cache::{CacheView, JwksCache};
-use crate::config::Config;
 use crate::engine::{Decision, Engine, Input, Outcome, PeerCert, Step, REASONS};
 use gatehouse_core::reply::error_body;
 use gatehouse_core::{Clock, HeaderSnapshot};
@@ -29,9 +28,12 @@ struct Metrics {
     anonymous: Counter,
     unidentified: Counter,
     skipped: Counter,
+    cors_preflight: Counter,
     rejected: HashMap<&'static str, Counter>,
     jwks_fetches: Counter,
     jwks_fetch_failures: Counter,
+    verified_cache_hits: Counter,
+    verified_cache_misses: Counter,
 }
 
 impl Metrics {
@@ -44,12 +46,15 @@ impl Metrics {
             anonymous: c("anonymous"),
             unidentified: c("unidentified"),
             skipped: c("skipped"),
+            cors_preflight: c("cors_preflight"),
             rejected: REASONS
                 .iter()
                 .map(|r| (*r, c(&format!("rejected.{r}"))))
                 .collect(),
             jwks_fetches: c("jwks_fetches"),
             jwks_fetch_failures: c("jwks_fetch_failures"),
+            verified_cache_hits: c("verified_cache.hits"),
+            verified_cache_misses: c("verified_cache.misses"),
         }
     }
 }
@@ -153,15 +158,13 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let config = match gatehouse_proxy::load_config::<Config>(
-            FILTER,
-            gatehouse_proxy::plugin_configuration(),
-        ) {
-            Ok(c) => c,
-            Err(_) => return false,
-        };
-        match Engine::build(&config) {
+        // Not gatehouse_proxy::load_config: its parse errors may quote the
+        // value found, and here values can be API keys (config::parse
+        // redacts them).
+        let bytes = gatehouse_proxy::plugin_configuration().unwrap_or_default();
+        match crate::config::parse(&bytes).and_then(|c| Engine::build(&c)) {
             Ok(engine) => {
+                log::info!("gatehouse {FILTER}: configuration accepted");
                 let remote = engine
                     .issuers()
                     .iter()
@@ -396,6 +399,14 @@ impl HttpContext for ClientId {
 
 fn finish(shared: &Shared, d: Decision, request_id: Option<&str>) -> Action {
     let m = &shared.metrics;
+    // Usually one lookup per request (a few when a JWKS fetch intervened).
+    let (hits, misses) = shared.engine.take_cache_events();
+    for _ in 0..hits {
+        m.verified_cache_hits.inc();
+    }
+    for _ in 0..misses {
+        m.verified_cache_misses.inc();
+    }
     match &d.outcome {
         Outcome::Rejected(r) => {
             if let Some(c) = m.rejected.get(r.reason) {
@@ -431,6 +442,7 @@ fn finish(shared: &Shared, d: Decision, request_id: Option<&str>) -> Action {
         Outcome::Anonymous => m.anonymous.inc(),
         Outcome::Unidentified => m.unidentified.inc(),
         Outcome::Skipped => m.skipped.inc(),
+        Outcome::CorsPreflight => m.cors_preflight.inc(),
     }
     gatehouse_proxy::apply_request_ops(&d.ops);
     Action::Continue

@@ -158,6 +158,9 @@ fn b64(v: &Value, field: &str) -> Result<Vec<u8>, JwksError> {
         .map_err(|_| jerr(field, "is not valid base64url"))
 }
 
+/// JWK members holding private key material (RFC 7518 section 6).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
 /// Parses a JWKS document. `allowed` limits the algorithms of every key.
 ///
 /// `strict` (inline config): every key must be usable, or the document is
@@ -170,6 +173,16 @@ pub fn parse_jwks(doc: &Value, allowed: &[Alg], strict: bool) -> Result<KeySet, 
         .ok_or_else(|| jerr("keys", "a JWKS must be an object with a `keys` array"))?;
     let mut out = KeySet::default();
     for (i, k) in keys.iter().enumerate() {
+        if strict {
+            // A private JWK pasted into the config: refused (naming the
+            // member, never quoting it). Verification needs public keys only.
+            if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| k.get(**m).is_some()) {
+                return Err(jerr(
+                    format!("keys[{i}].{m}"),
+                    "private key material does not belong in the configuration; give the public key only (the value is not shown)",
+                ));
+            }
+        }
         match parse_jwk(k, allowed) {
             Ok(jwk) => {
                 if let Some(kid) = &jwk.kid {
@@ -318,6 +331,9 @@ pub enum JwtError {
     NotYetValid,
     WrongAudience,
     MissingClaim,
+    /// A validly signed token whose claims have the wrong type or an
+    /// impossible value (e.g. a numeric `jti`, a string or out-of-range `exp`).
+    BadClaims,
 }
 
 impl JwtError {
@@ -334,6 +350,7 @@ impl JwtError {
             JwtError::NotYetValid => "not_yet_valid",
             JwtError::WrongAudience => "wrong_audience",
             JwtError::MissingClaim => "missing_claim",
+            JwtError::BadClaims => "bad_claims",
         }
     }
 
@@ -350,6 +367,7 @@ impl JwtError {
             JwtError::NotYetValid => "the token is not valid yet",
             JwtError::WrongAudience => "the token is not meant for this audience",
             JwtError::MissingClaim => "the token lacks a required claim",
+            JwtError::BadClaims => "the token's claims are invalid",
         }
     }
 }
@@ -425,6 +443,9 @@ pub struct Policy {
     pub required_claims: Vec<String>,
     pub skew_seconds: u64,
     pub max_len: usize,
+    /// The claim naming the client: it may be a string or an integer, even
+    /// when it is `sub` (which is otherwise a string).
+    pub client_id_claim: String,
 }
 
 /// Picks the candidate keys for a token. `Err(UnknownKid)` when the token
@@ -463,7 +484,17 @@ pub fn candidates<'k>(keys: &'k KeySet, peek: &Peek) -> Result<Vec<&'k Jwk>, Jwt
 /// Keys tried for a token without `kid`.
 pub const MAX_CANDIDATES: usize = 8;
 
+/// Latest time accepted in `exp`, `nbf` and `iat`: 9999-12-31T23:59:59Z.
+/// A later value is no real time (1e29, 1.8e308 ...): the token is refused
+/// (`bad_claims`) rather than read as "never expires".
+pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
 /// Verifies `token` (already peeked) against `keys`; returns its claims.
+///
+/// The signature is checked first (by `jwt-simple`); only a validly signed
+/// token has its claims judged, by [`check_claims`], so a claim problem is
+/// never reported as a bad signature and a forged token never as a claim
+/// problem.
 pub fn verify(
     token: &str,
     peek: &Peek,
@@ -472,34 +503,122 @@ pub fn verify(
     now_secs: u64,
 ) -> Result<Map<String, Value>, JwtError> {
     let cands = candidates(keys, peek)?;
+    // The header as jwt-simple reads it. Once it parses, a JSON error from
+    // jwt-simple can only come from the claims, which it reads after the
+    // signature verified (see `signature_verified`).
+    if Token::decode_metadata(token).is_err() {
+        return Err(JwtError::Malformed);
+    }
     let mut worst = JwtError::BadSignature;
+    let mut signed = false;
     for key in cands {
         match verify_with(token, peek.alg, key, policy, now_secs) {
             Ok(()) => {
-                let payload = token.split('.').nth(1).ok_or(JwtError::Malformed)?;
-                let claims = decode_json_part(payload)?;
-                for c in &policy.required_claims {
-                    if claims.get(c).is_none_or(Value::is_null) {
-                        return Err(JwtError::MissingClaim);
-                    }
-                }
-                return Ok(claims);
+                signed = true;
+                break;
             }
             Err(JwtError::BadSignature) => {}
             Err(e) => worst = e,
         }
     }
-    Err(worst)
+    if !signed {
+        return Err(worst);
+    }
+    let payload = token.split('.').nth(1).ok_or(JwtError::Malformed)?;
+    let claims = decode_json_part(payload)?;
+    check_claims(&claims, policy, now_secs)?;
+    Ok(claims)
+}
+
+/// A registered time claim (`exp`, `nbf`, `iat`): absent, or a non-negative
+/// number of seconds up to [`MAX_NUMERIC_DATE`] (fractions are dropped).
+pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtError> {
+    let Some(v) = claims.get(name) else {
+        return Ok(None);
+    };
+    let Value::Number(n) = v else {
+        return Err(JwtError::BadClaims);
+    };
+    let secs = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => u,
+        (None, Some(f)) if f.is_finite() && f >= 0.0 && f <= MAX_NUMERIC_DATE as f64 => f as u64,
+        _ => return Err(JwtError::BadClaims),
+    };
+    if secs > MAX_NUMERIC_DATE {
+        return Err(JwtError::BadClaims);
+    }
+    Ok(Some(secs))
+}
+
+/// The claim checks of a validly signed token: types of the registered
+/// claims, times (with the skew), issuer, audience, required claims.
+pub fn check_claims(
+    claims: &Map<String, Value>,
+    policy: &Policy,
+    now_secs: u64,
+) -> Result<(), JwtError> {
+    // Types first: a claim of the wrong type is `bad_claims` whatever else.
+    // (`null` counts as absent, as for `required_claims`.)
+    let string_or_absent = |name: &str| {
+        matches!(
+            claims.get(name),
+            None | Some(Value::Null) | Some(Value::String(_))
+        )
+    };
+    if !string_or_absent("jti") || !string_or_absent("iss") {
+        return Err(JwtError::BadClaims);
+    }
+    match claims.get("sub") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(Value::Number(n)) if policy.client_id_claim == "sub" && (n.is_u64() || n.is_i64()) => {
+        }
+        Some(_) => return Err(JwtError::BadClaims),
+    }
+    let audiences: Option<Vec<&str>> = match claims.get("aud") {
+        None => None,
+        Some(Value::String(a)) => Some(vec![a.as_str()]),
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .map(Value::as_str)
+                .collect::<Option<Vec<&str>>>()
+                .ok_or(JwtError::BadClaims)?,
+        ),
+        Some(_) => return Err(JwtError::BadClaims),
+    };
+    let exp = numeric_date(claims, "exp")?;
+    let nbf = numeric_date(claims, "nbf")?;
+    let iat = numeric_date(claims, "iat")?;
+    let skew = policy.skew_seconds;
+    if exp.is_some_and(|e| now_secs > e.saturating_add(skew)) {
+        return Err(JwtError::Expired);
+    }
+    if nbf.is_some_and(|t| t > now_secs.saturating_add(skew))
+        || iat.is_some_and(|t| t > now_secs.saturating_add(skew))
+    {
+        return Err(JwtError::NotYetValid);
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(policy.issuer.as_str()) {
+        return Err(JwtError::UnknownIssuer);
+    }
+    if !policy.audiences.is_empty() {
+        let ok = audiences
+            .is_some_and(|list| list.iter().any(|a| policy.audiences.iter().any(|p| p == a)));
+        if !ok {
+            return Err(JwtError::WrongAudience);
+        }
+    }
+    for c in &policy.required_claims {
+        if claims.get(c).is_none_or(Value::is_null) {
+            return Err(JwtError::MissingClaim);
+        }
+    }
+    Ok(())
 }
 
 fn options(policy: &Policy, now_secs: u64) -> VerificationOptions {
+    // The claims are judged by `check_claims`; jwt-simple only verifies the
+    // signature (its own time checks may fail, after the signature).
     VerificationOptions {
-        allowed_issuers: Some(HashSet::from([policy.issuer.clone()])),
-        allowed_audiences: if policy.audiences.is_empty() {
-            None
-        } else {
-            Some(policy.audiences.iter().cloned().collect())
-        },
         time_tolerance: Some(Duration::from_secs(policy.skew_seconds)),
         max_token_length: Some(policy.max_len),
         artificial_time: Some(UnixTimeStamp::from_secs(now_secs)),
@@ -551,26 +670,31 @@ fn verify_with(
     };
     match r {
         Ok(_) => Ok(()),
+        Err(e) if signature_verified(&e) => Ok(()),
         Err(e) => Err(map_error(&e)),
     }
 }
 
+/// Whether a jwt-simple error can only happen after the signature verified:
+/// its claim-time checks, or the claims JSON not fitting its typed claims
+/// (a numeric `sub`, a string `exp`: the header was already parsed by
+/// `Token::decode_metadata`, so a JSON error is the claims'). Every other
+/// error, including ones jwt-simple raises before or while checking the
+/// signature, is not.
+fn signature_verified(e: &jwt_simple::Error) -> bool {
+    matches!(
+        e.downcast_ref::<JWTError>(),
+        Some(JWTError::TokenHasExpired)
+            | Some(JWTError::TokenNotValidYet)
+            | Some(JWTError::ClockDrift)
+    ) || e.downcast_ref::<serde_json::Error>().is_some()
+}
+
 fn map_error(e: &jwt_simple::Error) -> JwtError {
     match e.downcast_ref::<JWTError>() {
-        Some(JWTError::TokenHasExpired) => JwtError::Expired,
-        Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => JwtError::NotYetValid,
-        Some(JWTError::RequiredIssuerMismatch) | Some(JWTError::RequiredIssuerMissing) => {
-            JwtError::UnknownIssuer
-        }
-        Some(JWTError::RequiredAudienceMismatch) | Some(JWTError::RequiredAudienceMissing) => {
-            JwtError::WrongAudience
-        }
         Some(JWTError::AlgorithmMismatch) => JwtError::AlgorithmNotAllowed,
         Some(JWTError::TokenTooLong) => JwtError::TooLong,
-        Some(JWTError::InvalidSignature) | Some(JWTError::InvalidAuthenticationTag) => {
-            JwtError::BadSignature
-        }
-        // Signature bytes that do not even decode, malformed claims, ...
+        // An invalid signature, signature bytes that do not even decode, ...
         _ => JwtError::BadSignature,
     }
 }

@@ -722,3 +722,458 @@ fn one_fetch_at_a_time() {
     assert_eq!(ask(&mut cache, 42_001, Some("b")), "keys");
     cache.abandon(0);
 }
+
+fn decide_raw(e: &Engine, pairs: &[(&str, &str)]) -> crate::engine::Decision {
+    let h = HeaderSnapshot::from_pairs(pairs.to_vec());
+    let input = Input {
+        headers: &h,
+        peer: None,
+        now_secs: NOW,
+    };
+    match e.decide(&input, &mut NoRemote) {
+        Step::Done(d) => d,
+        Step::Fetch { .. } | Step::Wait { .. } => panic!("unexpected fetch"),
+    }
+}
+
+fn bearer(e: &Engine, f: &dyn Fn(&mut Value)) -> crate::engine::Decision {
+    let mut c = claims();
+    f(&mut c);
+    let t = hs_token(hdr(), c, SECRET);
+    run(e, &[("authorization", &format!("Bearer {t}"))], None)
+}
+
+#[test]
+fn jwt_numeric_client_ids_are_accepted() {
+    let e = engine(base_config());
+    let d = bearer(&e, &|c| c["sub"] = json!(4_200_017));
+    assert_eq!(client(&d), "4200017");
+    let d = bearer(&e, &|c| c["sub"] = json!(-7));
+    assert_eq!(client(&d), "-7");
+    // A fractional exp is a valid NumericDate.
+    let d = bearer(&e, &|c| c["exp"] = json!((NOW + 600) as f64 + 0.25));
+    assert_eq!(client(&d), "acme");
+    // The upper bound itself is fine.
+    let d = bearer(&e, &|c| c["exp"] = json!(jwt::MAX_NUMERIC_DATE));
+    assert_eq!(client(&d), "acme");
+    // Another client id claim: numeric there, `sub` must then be a string.
+    let mut cfg = base_config();
+    cfg["jwt"]["client_id_claim"] = json!("uid");
+    let e = engine(cfg);
+    let d = bearer(&e, &|c| c["uid"] = json!(12));
+    assert_eq!(client(&d), "12");
+    let d = bearer(&e, &|c| {
+        c["uid"] = json!(12);
+        c["sub"] = json!(12);
+    });
+    assert_eq!(reason(&d), (401, "bad_claims"));
+}
+
+type ClaimCase<'a> = (&'a str, &'a dyn Fn(&mut Value), &'a str);
+
+#[test]
+fn jwt_claim_problems_are_bad_claims_never_bad_signature() {
+    let e = engine(base_config());
+    let cases: Vec<ClaimCase> = vec![
+        ("numeric jti", &|c| c["jti"] = json!(77), "bad_claims"),
+        (
+            "string exp",
+            &|c| c["exp"] = json!((NOW + 600).to_string()),
+            "bad_claims",
+        ),
+        ("null exp", &|c| c["exp"] = Value::Null, "bad_claims"),
+        ("negative exp", &|c| c["exp"] = json!(-1), "bad_claims"),
+        ("exp 1e29", &|c| c["exp"] = json!(1e29), "bad_claims"),
+        (
+            "exp f64::MAX",
+            &|c| c["exp"] = json!(f64::MAX),
+            "bad_claims",
+        ),
+        (
+            "exp past the max",
+            &|c| c["exp"] = json!(jwt::MAX_NUMERIC_DATE + 1),
+            "bad_claims",
+        ),
+        (
+            "exp u64::MAX",
+            &|c| c["exp"] = json!(u64::MAX),
+            "bad_claims",
+        ),
+        ("nbf 1e29", &|c| c["nbf"] = json!(1e29), "bad_claims"),
+        ("iat 1e29", &|c| c["iat"] = json!(1e29), "bad_claims"),
+        ("bool sub", &|c| c["sub"] = json!(true), "bad_claims"),
+        ("object sub", &|c| c["sub"] = json!({"id": 1}), "bad_claims"),
+        ("fractional sub", &|c| c["sub"] = json!(1.5), "bad_claims"),
+        ("empty sub", &|c| c["sub"] = json!(""), "bad_claims"),
+        (
+            "sub with a space",
+            &|c| c["sub"] = json!("a b"),
+            "bad_claims",
+        ),
+        ("numeric aud", &|c| c["aud"] = json!(5), "bad_claims"),
+        (
+            "aud list with a number",
+            &|c| c["aud"] = json!(["api", 5]),
+            "bad_claims",
+        ),
+        ("null sub", &|c| c["sub"] = Value::Null, "missing_claim"),
+        (
+            "aud list without ours",
+            &|c| c["aud"] = json!(["x", "y"]),
+            "wrong_audience",
+        ),
+        (
+            "no aud",
+            &|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            },
+            "wrong_audience",
+        ),
+        (
+            "iat ahead",
+            &|c| c["iat"] = json!(NOW + 120),
+            "not_yet_valid",
+        ),
+    ];
+    for (what, f, want) in cases {
+        assert_eq!(reason(&bearer(&e, f)), (401, want), "{what}");
+    }
+    // aud as a list holding ours is fine.
+    assert_eq!(
+        client(&bearer(&e, &|c| c["aud"] = json!(["x", "api"]))),
+        "acme"
+    );
+    // The signature is checked before the claims: a forged token with bad
+    // claims is a bad signature.
+    let mut c = claims();
+    c["exp"] = json!(1e29);
+    c["jti"] = json!(5);
+    let t = hs_token(hdr(), c, b"another-secret-another-secret-xx");
+    assert_eq!(
+        reason(&run(&e, &[("authorization", &format!("Bearer {t}"))], None)),
+        (401, "bad_signature")
+    );
+}
+
+#[test]
+fn numeric_dates() {
+    let m = |v: Value| json!({ "exp": v }).as_object().unwrap().clone();
+    assert_eq!(jwt::numeric_date(&m(json!(5)), "exp"), Ok(Some(5)));
+    assert_eq!(jwt::numeric_date(&m(json!(5.9)), "exp"), Ok(Some(5)));
+    assert_eq!(jwt::numeric_date(&m(json!({})), "nbf"), Ok(None));
+    for bad in [
+        json!(-1),
+        json!(-0.5),
+        json!(1e29),
+        json!("5"),
+        json!(null),
+        json!([5]),
+    ] {
+        assert_eq!(
+            jwt::numeric_date(&m(bad.clone()), "exp"),
+            Err(JwtError::BadClaims),
+            "{bad}"
+        );
+    }
+}
+
+fn parse_err(v: Value) -> String {
+    crate::config::parse(v.to_string().as_bytes())
+        .and_then(|c| Engine::build(&c).map(|_| c))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn config_errors_never_quote_a_secret() {
+    const S: &str = "ak_live_secret_value_42";
+    let h = sha_hex(S);
+    let plain = |entry: Value| json!({"api_key": {"allow_plain_keys": true}, "clients": [{"id": "a", "api_keys": [entry]}]});
+    let cases: Vec<(Value, &str, &str)> = vec![
+        // api key values
+        (
+            json!({"clients": [{"id": "a", "api_keys": [S]}]}),
+            "clients[0].api_keys[0]",
+            S,
+        ),
+        (
+            json!({"clients": [{"id": "a", "api_keys": S}]}),
+            "clients[0].api_keys",
+            S,
+        ),
+        (
+            plain(json!({"key": 4_815_162_342_u64})),
+            "clients[0].api_keys[0].key",
+            "4815162342",
+        ),
+        (
+            plain(json!({"key": 48151.62342})),
+            "clients[0].api_keys[0].key",
+            "48151",
+        ),
+        (plain(json!({S: true})), "clients[0].api_keys[0]", S),
+        (
+            plain(json!({"key": "short"})),
+            "clients[0].api_keys[0].key",
+            "short",
+        ),
+        // hashes
+        (
+            json!({"clients": [{"id": "a", "api_keys": [{"sha256": S}]}]}),
+            "clients[0].api_keys[0].sha256",
+            S,
+        ),
+        (
+            json!({"clients": [{"id": "a", "api_keys": [{"sha256": h.clone(), "key": S}]}]}),
+            "clients[0].api_keys[0]",
+            S,
+        ),
+        (
+            json!({"clients": [{"id": "a", "api_keys": [{"sha256": 123_456_789_012_u64}]}]}),
+            "clients[0].api_keys[0].sha256",
+            "123456789012",
+        ),
+        // the key block itself
+        (json!({"api_key": S}), "api_key", S),
+        (
+            json!({"api_key": {"header": 987_654, "query_param": 5}}),
+            "api_key.header",
+            "987654",
+        ),
+        // JWKS: HMAC secret and private material
+        (
+            json!({"jwt": {"issuers": [{"issuer": "x", "jwks": {"keys": [{"kty": "oct", "k": format!("{S}!")}]}}]}}),
+            "jwt.issuers[0].jwks.keys[0].k",
+            S,
+        ),
+        (
+            json!({"jwt": {"issuers": [{"issuer": "x", "jwks": {"keys": [{"kty": "oct", "k": b64(SECRET), "d": S}]}}]}}),
+            "jwt.issuers[0].jwks.keys[0].d",
+            S,
+        ),
+        (
+            json!({"jwt": {"issuers": [{"issuer": "x", "jwks": {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "p": S}]}}]}}),
+            "jwt.issuers[0].jwks.keys[0].p",
+            S,
+        ),
+        (
+            json!({"jwt": {"issuers": [{"issuer": "x", "jwks": {"keys": [{"kty": "oct", "k": 987_654}]}}]}}),
+            "jwt.issuers[0].jwks.keys[0].k",
+            "987654",
+        ),
+        // other values are not shown either
+        (json!({"default_mode": S}), "default_mode", S),
+        (json!({"realm": 12_345_678}), "realm", "12345678"),
+    ];
+    for (cfg, field, secret) in cases {
+        let e = parse_err(cfg);
+        assert!(e.contains(&format!("field `{field}`")), "{field}: {e}");
+        assert!(!e.contains(secret), "{field}: quotes the value: {e}");
+        assert!(!e.contains(&h), "{field}: quotes the hash: {e}");
+    }
+    // Still says what was expected.
+    let e = parse_err(json!({"clients": [{"id": "a", "api_keys": [S]}]}));
+    assert!(e.contains("sha256") && e.contains("not shown"), "{e}");
+    let e = parse_err(json!({"api_key": S}));
+    assert!(e.contains("invalid type: a string, expected"), "{e}");
+    let e = parse_err(json!({"default_mode": "requierd"}));
+    assert!(
+        e.contains("expected one of") && !e.contains("requierd"),
+        "{e}"
+    );
+    // Unknown field names (not values) are still named.
+    let e = parse_err(json!({"strip_credential": true}));
+    assert!(e.contains("strip_credential"), "{e}");
+}
+
+#[test]
+fn credentials_are_stripped_unless_the_method_opts_out() {
+    let mut cfg = base_config();
+    cfg.as_object_mut().unwrap().remove("strip_credentials");
+    let jwt_t = hs_token(hdr(), claims(), SECRET);
+    let check = |cfg: Value, key_stripped: bool, jwt_stripped: bool| {
+        let e = engine(cfg);
+        let d = run(&e, &[("x-api-key", KEY)], None);
+        assert_eq!(d.ops.contains(&HeaderOp::remove("x-api-key")), key_stripped);
+        let d = run(&e, &[(":path", &*format!("/v1/x?api_key={KEY}&a=1"))], None);
+        assert_eq!(
+            d.ops.contains(&HeaderOp::set(":path", "/v1/x?a=1")),
+            key_stripped
+        );
+        let d = run(&e, &[("cookie", &*format!("gh_key={KEY}; x=1"))], None);
+        assert_eq!(
+            d.ops.contains(&HeaderOp::set("cookie", "x=1")),
+            key_stripped
+        );
+        let d = run(&e, &[("authorization", &*format!("Bearer {jwt_t}"))], None);
+        assert_eq!(client(&d), "acme");
+        assert_eq!(
+            d.ops.contains(&HeaderOp::remove("authorization")),
+            jwt_stripped
+        );
+    };
+    // Default: on.
+    check(cfg.clone(), true, true);
+    cfg["strip_credentials"] = json!(false);
+    check(cfg.clone(), false, false);
+    cfg["strip_credentials"] = json!({"jwt": false});
+    check(cfg.clone(), true, false);
+    cfg["strip_credentials"] = json!({"api_key": false});
+    check(cfg.clone(), false, true);
+    cfg["strip_credentials"] = json!({"api_key": true, "jwt": true});
+    check(cfg.clone(), true, true);
+    cfg["strip_credentials"] = json!({"mtls": false});
+    assert!(config_err(cfg.clone()).contains("strip_credentials"));
+    cfg["strip_credentials"] = json!("yes");
+    assert!(config_err(cfg).contains("strip_credentials"));
+}
+
+#[test]
+fn underscore_spellings_of_identity_headers_are_removed() {
+    let mut cfg = base_config();
+    cfg["headers"]["method"] = json!("x-client-auth");
+    let e = engine(cfg);
+    let forged = [
+        ("x_client_id", "root"),
+        ("x_client-plan", "gold"),
+        ("x_client_auth", "jwt"),
+        ("x_client_label_team", "x"),
+        ("x-client_email", "a@b"),
+        ("x_other", "kept"),
+    ];
+    for extra in [
+        vec![("x-api-key", KEY)],
+        vec![(":path", "/healthz")],
+        vec![],
+    ] {
+        let mut pairs = forged.to_vec();
+        pairs.extend(extra);
+        let d = run(&e, &pairs, None);
+        for (n, _) in &forged[..5] {
+            assert!(
+                d.ops.contains(&HeaderOp::remove(n)),
+                "{n} kept: {:?}",
+                d.ops
+            );
+        }
+        assert!(!d.ops.contains(&HeaderOp::remove("x_other")));
+    }
+}
+
+#[test]
+fn semicolons_make_a_path_ambiguous() {
+    let e = engine(base_config());
+    for p in [
+        "/public/..;/admin",
+        "/public/..;jsessionid=1/admin",
+        "/public/.;/x",
+        "/admin;x/users",
+        "/public/%2e%2e%3b/admin",
+        "/public%3b/x",
+    ] {
+        assert_eq!(
+            reason(&run(&e, &[(":path", p), ("x-api-key", KEY)], None)),
+            (400, "bad_path"),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        client(&run(
+            &e,
+            &[(":path", "/v1/x?a=1;b=2"), ("x-api-key", KEY)],
+            None
+        )),
+        "acme"
+    );
+}
+
+#[test]
+fn cors_preflight_bypass() {
+    let pre = |method: &'static str, origin: bool, acrm: bool| {
+        let mut v = vec![
+            (":authority", "api.test"),
+            (":method", method),
+            (":path", "/v1/x"),
+            ("x-client-id", "forged"),
+        ];
+        if origin {
+            v.push(("origin", "https://app.test"));
+        }
+        if acrm {
+            v.push(("access-control-request-method", "POST"));
+        }
+        v
+    };
+    // Default: off (as jwt_authn).
+    let e = engine(base_config());
+    assert_eq!(
+        reason(&decide_raw(&e, &pre("OPTIONS", true, true))),
+        (401, "missing_credential")
+    );
+    let mut cfg = base_config();
+    cfg["bypass_cors_preflight"] = json!(true);
+    let e = engine(cfg);
+    let d = decide_raw(&e, &pre("OPTIONS", true, true));
+    assert_eq!(d.outcome, Outcome::CorsPreflight);
+    assert!(d.ops.contains(&HeaderOp::remove("x-client-id")));
+    assert!(
+        !d.ops.iter().any(|o| matches!(o, HeaderOp::Set(..))),
+        "{:?}",
+        d.ops
+    );
+    for (m, o, a) in [
+        ("OPTIONS", true, false),
+        ("OPTIONS", false, true),
+        ("GET", true, true),
+    ] {
+        assert_eq!(
+            reason(&decide_raw(&e, &pre(m, o, a))),
+            (401, "missing_credential"),
+            "{m} {o} {a}"
+        );
+    }
+}
+
+#[test]
+fn certificates_need_the_mtls_method() {
+    let certs = json!([{"id": "svc", "certificates": [{"uri_san": "spiffe://x/y"}]}]);
+    let e = config_err(json!({"clients": certs, "anonymous": {}}));
+    assert!(
+        e.contains("field `clients[0].certificates`") && e.contains("`mtls`"),
+        "{e}"
+    );
+    let e = config_err(
+        json!({"clients": [{"id": "k", "api_keys": [{"sha256": sha_hex(KEY)}]},
+        {"id": "svc", "certificates": [{"sha256": sha_hex("c")}]}]}),
+    );
+    assert!(e.contains("field `clients[1].certificates`"), "{e}");
+    let e = config_err(
+        json!({"clients": [{"id": "k", "api_keys": [{"sha256": sha_hex(KEY)}]},
+        {"id": "svc", "certificates": [{"subject": "CN=a"}]}], "mtls": {}, "methods": ["api_key"]}),
+    );
+    assert!(
+        e.contains("field `clients[1].certificates`") && e.contains("methods"),
+        "{e}"
+    );
+    engine(json!({"clients": certs, "mtls": {}}));
+}
+
+#[test]
+fn verified_cache_events_are_counted() {
+    let e = engine(base_config());
+    let t = hs_token(hdr(), claims(), SECRET);
+    for _ in 0..3 {
+        assert_eq!(
+            client(&run(&e, &[("authorization", &format!("Bearer {t}"))], None)),
+            "acme"
+        );
+    }
+    assert_eq!(e.take_cache_events(), (2, 1));
+    assert_eq!(e.take_cache_events(), (0, 0));
+    let mut cfg = base_config();
+    cfg["jwt"]["verified_cache_entries"] = json!(0);
+    let e = engine(cfg);
+    run(&e, &[("authorization", &format!("Bearer {t}"))], None);
+    assert_eq!(e.take_cache_events(), (0, 0));
+}

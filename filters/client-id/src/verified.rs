@@ -56,9 +56,10 @@ impl VerifiedCache {
         if self.max_entries == 0 || self.max_ttl == 0 {
             return;
         }
+        // A fractional `exp` counts by its whole seconds.
         let exp = claims
             .get("exp")
-            .and_then(Value::as_u64)
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
             .unwrap_or(u64::MAX);
         let valid_until = exp.min(now.saturating_add(self.max_ttl));
         if valid_until <= now {
@@ -92,6 +93,11 @@ impl VerifiedCache {
                 }
             }
         }
+    }
+
+    /// Whether tokens are remembered at all.
+    pub fn enabled(&self) -> bool {
+        self.max_entries > 0 && self.max_ttl > 0
     }
 
     pub fn len(&self) -> usize {
