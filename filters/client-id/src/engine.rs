@@ -8,7 +8,7 @@ use crate::jwt::{self, Alg, JwtError, KeySet, Peek, Policy, ALL_ALGS};
 use crate::verified::VerifiedCache;
 use gatehouse_core::config::{ensure, ConfigError};
 use gatehouse_core::host::{normalize_host, HostPattern};
-use gatehouse_core::path::{split_path_query, PathMatch};
+use gatehouse_core::path::{is_ambiguous_path, split_path_query, PathMatch};
 use gatehouse_core::{HeaderOp, HeaderSnapshot};
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
@@ -1201,29 +1201,14 @@ impl Engine {
     }
 }
 
-/// True when the path (query excluded) holds dot segments, `//`, a
-/// backslash, a `;` or a percent-encoded `.`, `/`, `\` or `;`.
-///
-/// `;` starts path parameters, which Tomcat, Jetty and Spring strip from
-/// every segment before mapping: `/public/..;/admin` is `/admin` to them,
-/// `/admin;x/users` is `/admin/users` (Spring Security's firewall refuses
-/// `;` by default for the same reason).
+/// The request path is ambiguous (see [`gatehouse_core::path::is_ambiguous_path`]);
+/// a path that is not UTF-8 is too.
 pub fn ambiguous_path(headers: &HeaderSnapshot) -> bool {
-    let raw = match headers.first_str(":path") {
-        Some(Ok(p)) => p,
-        Some(Err(())) => return true,
-        None => return false,
-    };
-    let (path, _) = split_path_query(raw);
-    let lower = path.to_ascii_lowercase();
-    lower.contains("//")
-        || lower.contains('\\')
-        || lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains(';')
-        || lower.contains("%3b")
-        || lower.split('/').any(|seg| seg == "." || seg == "..")
+    match headers.first_str(":path") {
+        Some(Ok(raw)) => is_ambiguous_path(split_path_query(raw).0),
+        Some(Err(())) => true,
+        None => false,
+    }
 }
 
 /// A CORS preflight: `OPTIONS` with `origin` and

@@ -123,11 +123,9 @@ fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
     let _ = hostcalls::set_effective_context(home);
 }
 
+/// The request id for error bodies (the one rule of every gatehouse filter).
 fn request_id(headers: &HeaderSnapshot) -> Option<String> {
-    headers
-        .first_str("x-request-id")
-        .and_then(Result::ok)
-        .map(str::to_string)
+    gatehouse_core::reply::request_id_for_body(headers).map(str::to_string)
 }
 
 #[derive(Default)]

@@ -134,9 +134,13 @@ pub fn has_authority_like_start(path: &str) -> bool {
         || lower.starts_with("%5c")
 }
 
-/// A path that a normalising server may read as a different path: a dot
-/// segment, `//` anywhere, a backslash, or a percent-encoded `.`, `/` or
-/// `\`. Rules matched on the raw path cannot be trusted for such a path.
+/// A path (query excluded) that a normalising server may read as a
+/// different path: a dot segment, `//` anywhere, a backslash, a
+/// percent-encoded `.`, `/` or `\`, or a `;` (Tomcat, Jetty and Spring strip
+/// `;params` from every segment before mapping: `/public/..;/admin` is
+/// `/admin` to them, `/admin;x/users` is `/admin/users`; Spring Security's
+/// firewall refuses `;` by default for the same reason). Rules matched on
+/// the raw path cannot be trusted for such a path.
 pub fn is_ambiguous_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     has_dot_segment(path)
@@ -145,6 +149,8 @@ pub fn is_ambiguous_path(path: &str) -> bool {
         || lower.contains("%2e")
         || lower.contains("%2f")
         || lower.contains("%5c")
+        || lower.contains(';')
+        || lower.contains("%3b")
 }
 
 #[cfg(test)]
@@ -215,7 +221,17 @@ mod tests {
 
     #[test]
     fn ambiguous_paths() {
-        for p in ["/a//b", "/a/../b", "/a\\b", "/a%2fb", "/a%2Eb", "/a%5cb"] {
+        for p in [
+            "/a//b",
+            "/a/../b",
+            "/a\\b",
+            "/a%2fb",
+            "/a%2Eb",
+            "/a%5cb",
+            "/p/..;/admin",
+            "/admin;x/u",
+            "/a%3Bb",
+        ] {
             assert!(is_ambiguous_path(p), "{p}");
         }
         for p in ["/a/b", "/a/b/", "/", "/a-b.c_d~e"] {

@@ -370,15 +370,7 @@ pub fn safe_rewritten_path(path_full: &str) -> bool {
     !has_dot_segment(path) && !has_authority_like_start(path)
 }
 
-/// The request id for error bodies, when it looks sane (printable ASCII).
-fn request_id(headers: &HeaderSnapshot) -> Option<&str> {
-    headers
-        .first_str("x-request-id")
-        .and_then(Result::ok)
-        .filter(|v| {
-            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| (0x21..=0x7e).contains(&b))
-        })
-}
+use gatehouse_core::reply::request_id_for_body as request_id;
 
 fn json_reply(status: u16, code: &str, message: &str, request_id: Option<&str>) -> LocalReply {
     LocalReply {

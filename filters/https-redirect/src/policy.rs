@@ -221,23 +221,9 @@ pub fn forwarded_proto(headers: &HeaderSnapshot) -> Option<Proto> {
     }
 }
 
-/// The longest request id echoed in an error body.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// The request's `x-request-id` when it is short and made of safe characters
-/// (`A-Z a-z 0-9 - _ . :`), for the JSON error body; `None` otherwise.
-pub fn safe_request_id(headers: &HeaderSnapshot) -> Option<&str> {
-    let v = headers.first("x-request-id")?;
-    if v.is_empty()
-        || v.len() > MAX_REQUEST_ID_LEN
-        || !v
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    {
-        return None;
-    }
-    std::str::from_utf8(v).ok()
-}
+/// The request's `x-request-id` for the JSON error body (the one rule of
+/// every gatehouse filter: [`gatehouse_core::reply::request_id_for_body`]).
+pub use gatehouse_core::reply::request_id_for_body as safe_request_id;
 
 /// Origin-form request target (`/path[?query]`) made of visible ASCII only,
 /// so it can be copied into a `Location` verbatim.

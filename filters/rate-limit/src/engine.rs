@@ -501,11 +501,8 @@ impl Engine {
     }
 }
 
-/// The request id for error bodies, when it is a sane token.
-pub fn request_id(headers: &HeaderSnapshot) -> Option<&str> {
-    let id = headers.first_str("x-request-id")?.ok()?;
-    (!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())).then_some(id)
-}
+/// The request id for error bodies (the one rule of every gatehouse filter).
+pub use gatehouse_core::reply::request_id_for_body as request_id;
 
 /// The rate-limit response headers in the configured style.
 ///

@@ -7,12 +7,7 @@ use gatehouse_core::RandomSource;
 /// `A-Z a-z 0-9 - _ . : + / =`. Everything else (spaces, quotes, commas of a
 /// joined repeated header, control characters, non-ASCII) could forge or
 /// break log lines and is replaced.
-pub fn is_safe_id(v: &[u8], max_len: usize) -> bool {
-    !v.is_empty()
-        && v.len() <= max_len
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b))
-}
+pub use gatehouse_core::reply::is_safe_request_id as is_safe_id;
 
 fn format_uuid(b: &[u8; 16]) -> String {
     let mut s = String::with_capacity(36);
