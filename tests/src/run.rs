@@ -68,8 +68,14 @@ pub fn chain_config(
         .cluster("catalog", catalog.port)
         .tls(pki.listener(false, false))
         // An edge proxy: the client address is the connection's peer, never
-        // a client-sent x-forwarded-for (rate-limit's `client_address`).
-        .hcm(json!({"use_remote_address": true, "xff_num_trusted_hops": 0}));
+        // a client-sent x-forwarded-for (rate-limit's `client_address`). At
+        // the edge Envoy would replace every client's x-request-id; the
+        // request-id filter decides instead (it keeps only safe ids).
+        .hcm(json!({
+            "use_remote_address": true,
+            "xff_num_trusted_hops": 0,
+            "preserve_external_request_id": true
+        }));
     cfg.listen_port = ports.http;
     cfg.tls_port = ports.https;
     cfg.admin_port = ports.admin;
