@@ -137,7 +137,9 @@ ENVOY_OLD_VERSION := 1.36.4
 ENVOY_OLD_BIN := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
 ENVOY_TEST_VERSIONS := $(ENVOY_VERSION) $(ENVOY_OLD_VERSION)
 # Istio's API models (WasmPlugin, Gateway, VirtualService) for validation;
-# 1.24.2.1 is the newest release that supports the venv's Python (3.11).
+# 1.24.2.1 is the newest release that supports the venv's Python (3.11). It
+# has no TrafficExtension and predates FAIL_RELOAD: the project's own checker
+# (gatehouse-delivery check) covers those.
 CLOUDCOIL_ISTIO_VERSION := 1.24.2.1
 KUBECTL_VERSION := 1.37.1
 KUBECTL := $(VENV)/kubectl-$(KUBECTL_VERSION)/bin/kubectl
@@ -185,8 +187,13 @@ push: deb-tools
 	$(MAKE) --no-print-directory image TAG=$(TAG)
 	tools/delivery/push.sh $(OCI_DIR) $(REGISTRY) $(TAG) $(FILTERS) gatehouse
 
+# Renders manifests/ and manifests-shared-module/ in every variant (kind,
+# attachment) with kubectl kustomize and checks them with the project's
+# schema checker (TrafficExtension, WasmPlugin, Gateway API) and Istio's
+# Python models (WasmPlugin, Gateway, VirtualService); see manifests/validate.py.
 validate-manifests: delivery-setup
-	$(VENV)/bin/python manifests/validate.py manifests $(KUBECTL)
+	cargo build --quiet --release -p gatehouse-delivery
+	$(VENV)/bin/python manifests/validate.py $(ROOT) $(KUBECTL) target/release/gatehouse-delivery
 
 # Copies filters/<filter>/example.json into the manifests' pluginConfig.
 manifests-sync:
