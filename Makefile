@@ -150,7 +150,7 @@ TAG ?= $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
 REGISTRY ?=
 COMPOSE_FILE := envoy-test/docker-compose.yaml
 
-.PHONY: delivery-setup deb-tools image push validate-manifests validate-compose compose-config compose-up manifests-sync
+.PHONY: delivery-setup deb-tools module image push validate-manifests validate-compose compose-config compose-up manifests-sync
 
 delivery-setup: $(ENVOY_OLD_BIN) $(KUBECTL) $(VENV)/.cloudcoil-istio-$(CLOUDCOIL_ISTIO_VERSION) deb-tools
 
@@ -179,6 +179,23 @@ deb-tools:
 # same .wasm gives the same manifest digest); prints each manifest digest.
 image: build
 	cargo run --quiet --release -p gatehouse-delivery -- image --dist $(DIST) --out $(OCI_DIR) --tag $(TAG) $(FILTERS) gatehouse
+
+# Reproducible modules across machines: panic locations name source files,
+# and the registry sources live under the cargo home, which differs between
+# machines. Every wasm32-wasip1 build of this Makefile (`make build` too)
+# remaps the cargo home to /cargo and the checkout to /gatehouse (the last
+# matching prefix wins: the cargo home may lie inside the checkout). The
+# target-specific variable leaves native builds (tests, build scripts, proc
+# macros) and their cache alone. rust-toolchain.toml pins the compiler.
+CARGO_HOME_DIR := $(abspath $(or $(CARGO_HOME),$(HOME)/.cargo))
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(ROOT)=/gatehouse --remap-path-prefix=$(CARGO_HOME_DIR)=/cargo
+
+# One module built exactly as `make build` builds it (same toolchain, flags
+# and target dir), without copying it to dist/: make module MODULE=request-id.
+# tools/delivery/tests/reproducible.rs builds it from two checkouts.
+module:
+	@test -n "$(MODULE)" || { echo "usage: make module MODULE=<filter crate>"; exit 2; }
+	cargo build --quiet --release --target $(WASM_TARGET) -p $(MODULE)
 
 # make push REGISTRY=ghcr.io/acme/gatehouse TAG=0.1.0 (after `skopeo login`);
 # PUSH_TLS_VERIFY=false for a registry without TLS.
