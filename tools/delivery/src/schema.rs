@@ -22,6 +22,8 @@
 use serde_json::{Map, Value};
 
 type Rule = fn(&Map<String, Value>) -> Option<String>;
+/// A pattern of the reference, as code: (check, how it is described).
+type Pattern = (fn(&str) -> bool, &'static str);
 
 /// One node of a schema.
 enum S {
@@ -29,8 +31,7 @@ enum S {
         min: usize,
         max: Option<usize>,
         enums: &'static [&'static str],
-        /// A pattern of the reference, as code: (check, how it is described).
-        pattern: Option<(fn(&str) -> bool, &'static str)>,
+        pattern: Option<Pattern>,
     },
     Int {
         min: i64,

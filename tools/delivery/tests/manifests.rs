@@ -444,8 +444,7 @@ fn the_documented_digest_pinning_works_for_every_variant() {
                 let text = std::fs::read_to_string(&f).unwrap();
                 let last_key = text
                     .lines()
-                    .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_alphabetic()))
-                    .last();
+                    .rfind(|l| l.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
                 assert_eq!(
                     last_key,
                     Some("patches:"),
