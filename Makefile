@@ -190,9 +190,12 @@ image: build
 CARGO_HOME_DIR := $(abspath $(or $(CARGO_HOME),$(HOME)/.cargo))
 export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(ROOT)=/gatehouse --remap-path-prefix=$(CARGO_HOME_DIR)=/cargo
 
-# One module built exactly as `make build` builds it (same toolchain, flags
-# and target dir), without copying it to dist/: make module MODULE=request-id.
-# tools/delivery/tests/reproducible.rs builds it from two checkouts.
+# One module built with the toolchain, flags and target dir of `make build`,
+# without copying it to dist/: make module MODULE=request-id.
+# tools/delivery/tests/reproducible.rs builds it from two checkouts. Note:
+# cargo unifies dependency features across the packages of one invocation,
+# so a filter built alone differs from the same filter built together with
+# the others (as `make build` does today); each way is reproducible.
 module:
 	@test -n "$(MODULE)" || { echo "usage: make module MODULE=<filter crate>"; exit 2; }
 	cargo build --quiet --release --target $(WASM_TARGET) -p $(MODULE)

@@ -9,7 +9,11 @@
 //! symlink, offline; the sources are unpacked again into B's own
 //! registry/src). Both are built with `make module MODULE=request-id` (the
 //! flags `make build` uses, from the Makefile of each checkout). One small
-//! filter keeps the time bounded; B's target dir is kept between runs.
+//! filter keeps the time bounded; B's target dir is kept between runs. (Built
+//! alone, a filter is not byte-identical to the same filter built in one
+//! cargo invocation with the others, as `make build` does: cargo unifies
+//! dependency features across the packages of an invocation. Both are
+//! reproducible; this test covers the remapping that makes them so.)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
