@@ -143,7 +143,9 @@ clean:
 ENVOY_OLD_VERSION := 1.36.4
 ENVOY_OLD_BIN := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
 # Istio's API models (WasmPlugin, Gateway, VirtualService) for validation;
-# 1.24.2.1 is the newest release that supports the venv's Python (3.11).
+# 1.24.2.1 is the newest release that supports the venv's Python (3.11). It
+# has no TrafficExtension and predates FAIL_RELOAD: the project's own checker
+# (gatehouse-delivery check) covers those.
 CLOUDCOIL_ISTIO_VERSION := 1.24.2.1
 KUBECTL_VERSION := 1.37.1
 KUBECTL := $(VENV)/kubectl-$(KUBECTL_VERSION)/bin/kubectl
@@ -154,7 +156,7 @@ TAG ?= $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
 REGISTRY ?=
 COMPOSE_FILE := envoy-test/docker-compose.yaml
 
-.PHONY: delivery-setup deb-tools image push validate-manifests validate-compose compose-config compose-up manifests-sync
+.PHONY: delivery-setup deb-tools module image push validate-manifests validate-compose compose-config compose-up manifests-sync
 
 delivery-setup: $(ENVOY_OLD_BIN) $(KUBECTL) $(VENV)/.cloudcoil-istio-$(CLOUDCOIL_ISTIO_VERSION) deb-tools
 
@@ -184,6 +186,26 @@ deb-tools:
 image: build
 	cargo run --quiet --release -p gatehouse-delivery -- image --dist $(DIST) --out $(OCI_DIR) --tag $(TAG) $(FILTERS) gatehouse
 
+# Reproducible modules across machines: panic locations name source files,
+# and the registry sources live under the cargo home, which differs between
+# machines. Every wasm32-wasip1 build of this Makefile (`make build` too)
+# remaps the cargo home to /cargo and the checkout to /gatehouse (the last
+# matching prefix wins: the cargo home may lie inside the checkout). The
+# target-specific variable leaves native builds (tests, build scripts, proc
+# macros) and their cache alone. rust-toolchain.toml pins the compiler.
+CARGO_HOME_DIR := $(abspath $(or $(CARGO_HOME),$(HOME)/.cargo))
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(ROOT)=/gatehouse --remap-path-prefix=$(CARGO_HOME_DIR)=/cargo
+
+# One module built with the toolchain, flags and target dir of `make build`,
+# without copying it to dist/: make module MODULE=request-id.
+# tools/delivery/tests/reproducible.rs builds it from two checkouts. Note:
+# cargo unifies dependency features across the packages of one invocation,
+# so a filter built alone differs from the same filter built together with
+# the others (as `make build` does today); each way is reproducible.
+module:
+	@test -n "$(MODULE)" || { echo "usage: make module MODULE=<filter crate>"; exit 2; }
+	cargo build --quiet --release --target $(WASM_TARGET) -p $(MODULE)
+
 # make push REGISTRY=ghcr.io/acme/gatehouse TAG=0.1.0 (after `skopeo login`);
 # PUSH_TLS_VERIFY=false for a registry without TLS.
 push: deb-tools
@@ -191,8 +213,13 @@ push: deb-tools
 	$(MAKE) --no-print-directory image TAG=$(TAG)
 	tools/delivery/push.sh $(OCI_DIR) $(REGISTRY) $(TAG) $(FILTERS) gatehouse
 
+# Renders manifests/ and manifests-shared-module/ in every variant (kind,
+# attachment) with kubectl kustomize and checks them with the project's
+# schema checker (TrafficExtension, WasmPlugin, Gateway API) and Istio's
+# Python models (WasmPlugin, Gateway, VirtualService); see manifests/validate.py.
 validate-manifests: delivery-setup
-	$(VENV)/bin/python manifests/validate.py manifests $(KUBECTL)
+	cargo build --quiet --release -p gatehouse-delivery
+	$(VENV)/bin/python manifests/validate.py $(ROOT) $(KUBECTL) target/release/gatehouse-delivery
 
 # Copies filters/<filter>/example.json into the manifests' pluginConfig.
 manifests-sync:

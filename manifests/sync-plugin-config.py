@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Copies filters/<filter>/example.json into the pluginConfig of manifests/<filter>.yaml.
+"""Copies filters/<filter>/example.json into spec.wasm.pluginConfig of manifests/<filter>.yaml.
 
 The manifests carry each filter's example config verbatim (JSON is YAML), so a
 manifest and the filter's documented example never drift apart; `make test`
 fails when they differ and `make manifests-sync` runs this script to fix it.
-Everything from the `  pluginConfig:` line to the end of the file is replaced;
-the comments and fields above it are kept.
+Everything from the `    pluginConfig:` line (under `wasm:`) to the end of the
+file is replaced; the comments and fields above it are kept. The WasmPlugin
+variant (manifests/wasmplugin/) is derived from these files by kustomize, so
+it needs no copy.
 """
 import json
 import pathlib
@@ -23,11 +25,11 @@ def sync(filter_name: str) -> bool:
     config = json.loads(example.read_text())
     lines = manifest.read_text().splitlines(keepends=True)
     try:
-        at = next(i for i, l in enumerate(lines) if l.startswith("  pluginConfig:"))
+        at = next(i for i, l in enumerate(lines) if l.startswith("    pluginConfig:"))
     except StopIteration:
-        sys.exit(f"{manifest}: no `  pluginConfig:` line")
+        sys.exit(f"{manifest}: no `    pluginConfig:` line (under `wasm:`)")
     body = json.dumps(config, indent=2).splitlines()
-    new = lines[:at] + ["  pluginConfig:\n"] + [f"    {l}\n" for l in body]
+    new = lines[:at] + ["    pluginConfig:\n"] + [f"      {l}\n" for l in body]
     text = "".join(new)
     if text != manifest.read_text():
         manifest.write_text(text)

@@ -1,29 +1,52 @@
 #!/usr/bin/env python3
-"""Validates manifests/ (run by `make validate-manifests`, part of `make test`).
+"""Validates manifests/ and manifests-shared-module/ (run by `make
+validate-manifests`, part of `make test`).
 
-Schema: Istio's own API models from the PyPI package `cloudcoil-models-istio`
-(pydantic models generated from Istio's CRDs), installed by `make setup`. A
-document must validate AND survive a round trip unchanged, so an unknown or
-misspelt field (which the models would silently drop) is an error too.
+Rendered with `kubectl kustomize` (what `kubectl apply -k` sends) in all
+eight variants a user chooses with one line each: TrafficExtension (Istio >=
+1.30) or WasmPlugin (`- wasmplugin` under `transformers:`); selector on the
+istio-ingressgateway Deployment or targetRefs to a Gateway API Gateway
+(`- components/gateway-api`); per-filter images (manifests/) or the shared
+module (manifests-shared-module/). The lines are uncommented in a copy,
+exactly as the docs tell users to.
 
-Checked, for the files listed in kustomization.yaml and for the output of
-`kubectl kustomize` (what `kubectl apply -k` sends):
-- every WasmPlugin, Gateway and VirtualService against the schema;
-- one WasmPlugin per filter that has an adapter (filters/*/src/filter.rs) and
-  none for a filter that does not exist; selector `istio: ingressgateway`;
-  `url` is `oci://REGISTRY/<filter>:TAG`; failStrategy set; type HTTP;
+Schemas:
+- TrafficExtension, WasmPlugin, Gateway API Gateway and HTTPRoute: the
+  project's own checker written from Istio's and the Gateway API's references
+  (tools/delivery/src/schema.rs, `gatehouse-delivery check`): every field,
+  type, enum and CEL rule, unknown fields refused, the oneofs selector /
+  targetRefs and wasm / lua. No package on our registries ships a
+  TrafficExtension schema.
+- WasmPlugin, Istio Gateway, VirtualService: also Istio's API models from the
+  PyPI package `cloudcoil-models-istio` (pydantic models generated from
+  Istio's CRDs, installed by `make setup`). A document must validate AND
+  survive a round trip unchanged, so an unknown or misspelt field (which the
+  models would silently drop) is an error too. That release (1.24, the newest
+  for Python 3.11) predates `failStrategy: FAIL_RELOAD` (Istio 1.27): the
+  model sees FAIL_CLOSE in its place, the project's checker checks the real
+  value.
+
+Checked too, in every variant:
+- one plugin per filter that has an adapter (filters/*/src/filter.rs) and
+  none for a filter that does not exist; `url` is
+  `oci://<registry>/<filter or gatehouse>:<tag>`; pluginName is the filter;
+  failStrategy set; type HTTP; the attachment the variant chose;
 - the gateway order (phase, then priority) is request-id, https-redirect,
   client-id, rate-limit, host-router;
-- kustomize writes the registry and tag from the kustomization into every url
-  (also with a registry holding a port and a path), and the ConfigMap that
-  carries them is not applied;
-- every VirtualService names a Gateway of the manifests, which selects the
-  ingress gateway.
-The pluginConfig of each WasmPlugin is checked by the filter's own Rust
-parser (tools/delivery/tests/manifests.rs), not here.
+- both kinds carry the same plugins (one source: the WasmPlugins are the
+  TrafficExtensions with the Wasm fields moved up, nothing else differs);
+- kustomize writes the registry and tag into every url (also with a
+  registry holding a port and a path), and the ConfigMap that carries them
+  is not applied;
+- routing: every VirtualService names a Gateway of the manifests, which
+  selects the ingress gateway; every HTTPRoute's parent is the Gateway API
+  Gateway the plugins target.
+The pluginConfig of each plugin is checked by the filter's own Rust parser
+(tools/delivery/tests/manifests.rs), not here.
 
-usage: validate.py MANIFEST_DIR KUBECTL
+usage: validate.py ROOT KUBECTL GATEHOUSE_DELIVERY
 """
+import copy
 import pathlib
 import re
 import shutil
@@ -40,10 +63,20 @@ MODELS = {
     ("networking.istio.io/v1", "Gateway"): Gateway,
     ("networking.istio.io/v1", "VirtualService"): VirtualService,
 }
+# Checked by the project's checker (gatehouse-delivery check).
+OWN_SCHEMA = {
+    ("extensions.istio.io/v1alpha1", "TrafficExtension"),
+    ("extensions.istio.io/v1alpha1", "WasmPlugin"),
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+}
 ORDER = ["request-id", "https-redirect", "client-id", "rate-limit", "host-router"]
 PHASES = {"AUTHN": 0, "AUTHZ": 1, "STATS": 2}
+PLUGIN_KINDS = ("TrafficExtension", "WasmPlugin")
+TARGET_REFS = [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "webapp-gateway"}]
 
 errors = []
+counts = {"docs": 0, "variants": 0}
 
 
 def fail(msg):
@@ -66,42 +99,72 @@ def first_difference(a, b, path=""):
     return None if a == b else path or "."
 
 
-def validate_doc(where, doc):
+def validate_model(where, doc):
     key = (doc.get("apiVersion"), doc.get("kind"))
     model = MODELS.get(key)
     if model is None:
-        fail(f"{where}: no schema for {key} (only {sorted(MODELS)})")
+        if key not in OWN_SCHEMA:
+            fail(f"{where}: no schema for {key}")
         return
+    checked = copy.deepcopy(doc)
+    if key[1] == "WasmPlugin" and checked.get("spec", {}).get("failStrategy") == "FAIL_RELOAD":
+        checked["spec"]["failStrategy"] = "FAIL_CLOSE"  # the 1.24 model predates FAIL_RELOAD
     try:
-        obj = model.model_validate(doc)
+        obj = model.model_validate(checked)
     except Exception as e:  # pydantic.ValidationError
         fail(f"{where}: {key[1]} {doc.get('metadata', {}).get('name')}: {e}")
         return
     back = obj.model_dump(by_alias=True, exclude_unset=True, mode="json")
-    diff = first_difference(back, doc)
+    diff = first_difference(back, checked)
     if diff:
         fail(f"{where}: {key[1]}: field {diff} is not in Istio's schema (or has the wrong type)")
+
+
+def own_check(where, text, checker):
+    out = subprocess.run([checker, "check", "-"], input=text, capture_output=True, text=True)
+    if out.returncode != 0:
+        fail(f"{where}: project schema check failed:\n{out.stdout}{out.stderr}")
 
 
 def filters_in_repo(root):
     return sorted(p.parent.parent.name for p in (root / "filters").glob("*/src/filter.rs"))
 
 
-def check_plugins(where, docs, root, url_of):
-    plugins = [d for d in docs if d.get("kind") == "WasmPlugin"]
+def flat(doc):
+    """A plugin's spec with TrafficExtension's `wasm` fields moved up (the
+    shape of a WasmPlugin's spec)."""
+    spec = dict(doc.get("spec", {}))
+    if doc.get("kind") == "TrafficExtension":
+        wasm = spec.pop("wasm", None)
+        if not isinstance(wasm, dict):
+            fail(f"TrafficExtension {doc['metadata']['name']}: no spec.wasm")
+            return spec
+        spec.update(wasm)
+    return spec
+
+
+def check_plugins(where, docs, root, kind, url_of, gateway_api):
+    plugins = [d for d in docs if d.get("kind") in PLUGIN_KINDS]
     by_filter = {}
     for p in plugins:
         name = p["metadata"]["name"]
-        spec = p.get("spec", {})
+        spec = flat(p)
         filt = name.removeprefix("gatehouse-")
+        if p["kind"] != kind:
+            fail(f"{where}: {name} is a {p['kind']}, expected {kind}")
         if filt in by_filter:
-            fail(f"{where}: two WasmPlugins for {filt}")
-        by_filter[filt] = p
-        if spec.get("selector") != {"matchLabels": {"istio": "ingressgateway"}}:
+            fail(f"{where}: two plugins for {filt}")
+        by_filter[filt] = spec
+        if gateway_api:
+            if spec.get("targetRefs") != TARGET_REFS or "selector" in spec:
+                fail(f"{where}: {name}: must attach with targetRefs {TARGET_REFS}")
+        elif spec.get("selector") != {"matchLabels": {"istio": "ingressgateway"}} or "targetRefs" in spec:
             fail(f"{where}: {name}: selector must be matchLabels istio: ingressgateway")
         if spec.get("url") != url_of(filt):
             fail(f"{where}: {name}: url {spec.get('url')!r}, expected {url_of(filt)!r}")
-        if spec.get("failStrategy") not in ("FAIL_CLOSE", "FAIL_OPEN"):
+        if spec.get("pluginName") != filt:
+            fail(f"{where}: {name}: pluginName must be {filt!r}")
+        if spec.get("failStrategy") not in ("FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"):
             fail(f"{where}: {name}: failStrategy must be chosen explicitly")
         if spec.get("type") != "HTTP":
             fail(f"{where}: {name}: type must be HTTP")
@@ -110,46 +173,65 @@ def check_plugins(where, docs, root, url_of):
     wanted = filters_in_repo(root)
     for f in wanted:
         if f not in by_filter:
-            fail(f"{where}: no WasmPlugin for filter {f} (filters/{f}/src/filter.rs exists)")
+            fail(f"{where}: no plugin for filter {f} (filters/{f}/src/filter.rs exists)")
     for f in by_filter:
         if f not in wanted:
-            fail(f"{where}: WasmPlugin for {f}, but filters/{f}/src/filter.rs does not exist")
+            fail(f"{where}: plugin for {f}, but filters/{f}/src/filter.rs does not exist")
 
     def rank(f):
-        spec = by_filter[f]["spec"]
+        spec = by_filter[f]
         return (PHASES.get(spec.get("phase"), 3), -spec.get("priority", 0), f)
 
     order = sorted(by_filter, key=rank)
     expected = [f for f in ORDER if f in by_filter]
     if order != expected:
         fail(f"{where}: gateway order is {order}, expected {expected}")
-    return len(plugins)
+    return {f: s for f, s in by_filter.items()}
 
 
-def check_routing(where, docs):
-    gateways = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Gateway"}
-    for g in gateways.values():
-        if g["spec"].get("selector") != {"istio": "ingressgateway"}:
-            fail(f"{where}: Gateway {g['metadata']['name']} must select istio: ingressgateway")
-    for vs in (d for d in docs if d.get("kind") == "VirtualService"):
-        for g in vs["spec"].get("gateways", []):
-            if g not in gateways:
-                fail(f"{where}: VirtualService {vs['metadata']['name']} names unknown Gateway {g}")
-
-
-def load_docs(path):
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+def check_routing(where, docs, gateway_api):
+    istio_gws = {d["metadata"]["name"]: d for d in docs
+                 if d.get("kind") == "Gateway" and d["apiVersion"].startswith("networking.istio.io/")}
+    api_gws = {d["metadata"]["name"]: d for d in docs
+               if d.get("kind") == "Gateway" and d["apiVersion"].startswith("gateway.networking.k8s.io/")}
+    vss = [d for d in docs if d.get("kind") == "VirtualService"]
+    routes = [d for d in docs if d.get("kind") == "HTTPRoute"]
+    if gateway_api:
+        if istio_gws or vss or not api_gws or not routes:
+            fail(f"{where}: expected a Gateway API Gateway + HTTPRoute and no Istio Gateway/VirtualService")
+        for r in routes:
+            for ref in r["spec"].get("parentRefs", []):
+                ns = ref.get("namespace", r["metadata"].get("namespace"))
+                g = api_gws.get(ref["name"])
+                if g is None or g["metadata"].get("namespace") != ns:
+                    fail(f"{where}: HTTPRoute {r['metadata']['name']} names unknown Gateway {ns}/{ref['name']}")
+        for g in api_gws.values():
+            if g["spec"].get("gatewayClassName") != "istio":
+                fail(f"{where}: Gateway {g['metadata']['name']} must have gatewayClassName istio")
+            if g["metadata"].get("namespace") != "istio-system":
+                fail(f"{where}: Gateway {g['metadata']['name']} must be in istio-system, with the plugins")
+    else:
+        if api_gws or routes or not istio_gws or not vss:
+            fail(f"{where}: expected an Istio Gateway + VirtualService and no Gateway API resources")
+        for g in istio_gws.values():
+            if g["spec"].get("selector") != {"istio": "ingressgateway"}:
+                fail(f"{where}: Gateway {g['metadata']['name']} must select istio: ingressgateway")
+        for vs in vss:
+            for g in vs["spec"].get("gateways", []):
+                if g not in istio_gws:
+                    fail(f"{where}: VirtualService {vs['metadata']['name']} names unknown Gateway {g}")
 
 
 def kustomize(kubectl, d):
     out = subprocess.run([kubectl, "kustomize", str(d)], capture_output=True, text=True)
     if out.returncode != 0:
         fail(f"kubectl kustomize {d} failed: {out.stderr.strip()}")
-        return []
-    return [x for x in yaml.safe_load_all(out.stdout) if x]
+        return "", []
+    return out.stdout, [x for x in yaml.safe_load_all(out.stdout) if x]
 
 
-def image_settings(kustomization, generator="gatehouse-image"):
+def image_settings(kustomization_text, generator):
+    kustomization = yaml.safe_load(kustomization_text)
     literals = {}
     for gen in kustomization.get("configMapGenerator", []):
         if gen.get("name") == generator:
@@ -159,113 +241,102 @@ def image_settings(kustomization, generator="gatehouse-image"):
     return literals.get("registry"), literals.get("tag")
 
 
-def check_rendered(where, docs, root, registry, tag):
+def uncomment(path, line):
+    text = path.read_text()
+    if text.count(f"\n# {line}\n") != 1:
+        fail(f"{path.name}: expected exactly one line `# {line}` (the user's one-line choice)")
+        return
+    path.write_text(text.replace(f"\n# {line}\n", f"\n{line}\n"))
+
+
+def render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry=None, tag=None):
+    """Copies the manifests, makes the variant's one-line choices, renders."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for d in ("manifests", "manifests-shared-module"):
+            shutil.copytree(root / d, tmp / d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        base = tmp / "manifests" / "kustomization.yaml"
+        module = tmp / "manifests-shared-module" / "kustomization.yaml"
+        if gateway_api:
+            uncomment(base, "- components/gateway-api")
+        if wasm_plugin:
+            uncomment(module if shared else base, "- ../manifests/wasmplugin" if shared else "- wasmplugin")
+        if registry:
+            k = module if shared else base
+            text = re.sub(r"registry=\S+", f"registry={registry}", k.read_text())
+            k.write_text(re.sub(r"tag=\S+", f"tag={tag}", text))
+        return kustomize(kubectl, tmp / ("manifests-shared-module" if shared else "manifests"))
+
+
+def check_variant(root, kubectl, checker, shared, wasm_plugin, gateway_api, registry=None, tag=None):
+    kind = "WasmPlugin" if wasm_plugin else "TrafficExtension"
+    where = (f"{'manifests-shared-module' if shared else 'manifests'} {kind} "
+             f"{'targetRefs' if gateway_api else 'selector'}" + (f" (registry {registry}, tag {tag})" if registry else ""))
+    text, docs = render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry, tag)
+    if not docs:
+        fail(f"{where}: nothing rendered")
+        return {}
+    counts["variants"] += 1
+    counts["docs"] += len(docs)
+    if not registry:
+        k = root / ("manifests-shared-module" if shared else "manifests") / "kustomization.yaml"
+        registry, tag = image_settings(k.read_text(), "gatehouse-module-image" if shared else "gatehouse-image")
+        if not registry or not tag:
+            fail(f"{k}: the image configMapGenerator needs registry= and tag=")
+    own_check(where, text, checker)
     for d in docs:
-        validate_doc(where, d)
+        validate_model(where, d)
         if d.get("kind") == "ConfigMap":
             fail(f"{where}: the ConfigMap {d['metadata']['name']} would be applied to the cluster")
-        if d.get("metadata", {}).get("namespace") != "istio-system":
-            fail(f"{where}: {d.get('kind')} {d['metadata']['name']} is not in istio-system")
-    check_plugins(where, docs, root, lambda f: f"oci://{registry}/{f}:{tag}")
-    check_routing(where, docs)
-
-
-def check_shared_module_variant(root, kubectl):
-    """manifests-shared-module/: the same plugins from the one gatehouse.wasm
-    image, each selecting its filter with pluginName (the Envoy root id)."""
-    vdir = root / "manifests-shared-module"
-    where = "manifests-shared-module"
-    k = vdir / "kustomization.yaml"
-    if not k.is_file():
-        fail(f"{where}/kustomization.yaml is missing")
-        return 0
-    registry, tag = image_settings(yaml.safe_load(k.read_text()), "gatehouse-module-image")
-    if not registry or not tag:
-        fail(f"{where}: configMapGenerator gatehouse-module-image needs registry= and tag=")
-        return 0
-
-    def check(label, docs, registry, tag):
-        for d in docs:
-            validate_doc(label, d)
-            if d.get("kind") == "ConfigMap":
-                fail(f"{label}: the ConfigMap {d['metadata']['name']} would be applied to the cluster")
-            if d.get("metadata", {}).get("namespace") != "istio-system":
-                fail(f"{label}: {d.get('kind')} {d['metadata']['name']} is not in istio-system")
-        n = check_plugins(label, docs, root, lambda f: f"oci://{registry}/gatehouse:{tag}")
-        for d in docs:
-            if d.get("kind") == "WasmPlugin":
-                filt = d["metadata"]["name"].removeprefix("gatehouse-")
-                if d["spec"].get("pluginName") != filt:
-                    fail(f"{label}: {d['metadata']['name']}: pluginName must be {filt!r}")
-        check_routing(label, docs)
-        return n
-
-    n = check(f"{where} kustomize output", kustomize(kubectl, vdir), registry, tag)
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(root / "manifests", pathlib.Path(tmp) / "manifests")
-        shutil.copytree(vdir, pathlib.Path(tmp) / "manifests-shared-module")
-        kc = pathlib.Path(tmp) / "manifests-shared-module" / "kustomization.yaml"
-        text = kc.read_text()
-        text = re.sub(r"registry=\S+", "registry=127.0.0.1:5000/team/gatehouse", text)
-        text = re.sub(r"tag=\S+", "tag=v9.8.7-rc.1", text)
-        kc.write_text(text)
-        check(
-            f"{where} kustomize output (other registry/tag)",
-            kustomize(kubectl, kc.parent),
-            "127.0.0.1:5000/team/gatehouse",
-            "v9.8.7-rc.1",
-        )
-    return n
+        ns = d.get("metadata", {}).get("namespace")
+        expected_ns = "istioinaction" if d.get("kind") == "HTTPRoute" else "istio-system"
+        if ns != expected_ns:
+            fail(f"{where}: {d.get('kind')} {d['metadata']['name']} is in {ns}, expected {expected_ns}")
+    url_of = (lambda f: f"oci://{registry}/gatehouse:{tag}") if shared else (lambda f: f"oci://{registry}/{f}:{tag}")
+    plugins = check_plugins(where, docs, root, kind, url_of, gateway_api)
+    check_routing(where, docs, gateway_api)
+    return plugins
 
 
 def main():
-    mdir = pathlib.Path(sys.argv[1]).resolve()
-    kubectl = sys.argv[2]
-    root = mdir.parent
+    root = pathlib.Path(sys.argv[1]).resolve()
+    kubectl, checker = sys.argv[2], sys.argv[3]
+    mdir = root / "manifests"
+    # The sources themselves (each file kustomization.yaml lists).
     kustomization = yaml.safe_load((mdir / "kustomization.yaml").read_text())
-    docs = []
+    n_sources = 0
     for r in kustomization["resources"]:
-        for d in load_docs(mdir / r):
-            validate_doc(r, d)
-            docs.append(d)
-    n = check_plugins("manifests", docs, root, lambda f: f"oci://REGISTRY/{f}:TAG")
-    check_routing("manifests", docs)
-
-    registry, tag = image_settings(kustomization)
-    if not registry or not tag:
-        fail("kustomization.yaml: configMapGenerator gatehouse-image needs registry= and tag=")
-    rendered = kustomize(kubectl, mdir)
-    check_rendered("kustomize output", rendered, root, registry, tag)
-
-    # The one place really is one place: another registry (with a port and
-    # a path) and tag set there reach every url.
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = pathlib.Path(tmp) / "manifests"
-        shutil.copytree(mdir, copy)
-        k = copy / "kustomization.yaml"
-        text = k.read_text()
-        text = re.sub(r"registry=\S+", "registry=127.0.0.1:5000/team/gatehouse", text)
-        text = re.sub(r"tag=\S+", "tag=v9.8.7-rc.1", text)
-        k.write_text(text)
-        check_rendered(
-            "kustomize output (other registry/tag)",
-            kustomize(kubectl, copy),
-            root,
-            "127.0.0.1:5000/team/gatehouse",
-            "v9.8.7-rc.1",
-        )
-
-    n_shared = check_shared_module_variant(root, kubectl)
+        text = (mdir / r).read_text()
+        own_check(r, text, checker)
+        for d in yaml.safe_load_all(text):
+            if d:
+                validate_model(r, d)
+                n_sources += 1
+    for shared in (False, True):
+        for gateway_api in (False, True):
+            te = check_variant(root, kubectl, checker, shared, False, gateway_api)
+            wp = check_variant(root, kubectl, checker, shared, True, gateway_api)
+            # One source: the two kinds carry the same plugins.
+            if te != wp:
+                diff = first_difference(te, wp)
+                fail(f"{'shared' if shared else 'per-filter'} {'targetRefs' if gateway_api else 'selector'}: "
+                     f"TrafficExtension and WasmPlugin variants differ at {diff}")
+            # The one place really is one place: another registry (with a
+            # port and a path) and tag set there reach every url.
+            for wasm_plugin in (False, True):
+                check_variant(root, kubectl, checker, shared, wasm_plugin, gateway_api,
+                              "127.0.0.1:5000/team/gatehouse", "v9.8.7-rc.1")
 
     if errors:
         for e in errors:
             print(f"validate-manifests: {e}", file=sys.stderr)
         sys.exit(1)
     print(
-        f"validate-manifests: {len(docs)} documents ({n} WasmPlugins) valid against "
-        f"Istio's schema (cloudcoil-models-istio), kustomize output valid "
-        f"(registry {registry}, tag {tag}); shared-module variant: {n_shared} WasmPlugins "
-        f"on one gatehouse image, each with its pluginName"
+        f"validate-manifests: {n_sources} source documents and {counts['docs']} rendered documents in "
+        f"{counts['variants']} kustomize renderings (TrafficExtension/WasmPlugin x selector/targetRefs x "
+        f"per-filter/shared module x two registries) valid: the project's checker "
+        f"(TrafficExtension, WasmPlugin, Gateway API) and cloudcoil-models-istio (WasmPlugin, Gateway, "
+        f"VirtualService); both kinds carry the same plugins"
     )
 
 

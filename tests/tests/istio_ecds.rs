@@ -1,13 +1,17 @@
-//! The filters delivered the way Istio delivers WasmPlugins: real Envoy runs
-//! the config istiod would generate from manifests/ (rendered by
-//! gatehouse-delivery): one HTTP filter per WasmPlugin discovered through
-//! ECDS, in phase/priority order, each a TypedExtensionConfig with the Wasm
-//! filter, pluginConfig as a JSON StringValue and failure_policy from
-//! failStrategy; the routes are the VirtualService's, with Istio's cluster
-//! names. ECDS comes from files here (istiod uses ADS): replacing a file by
-//! an atomic rename reloads the filter without restarting Envoy, and a bad
-//! config is rejected while the old one keeps serving.
-use gatehouse_delivery::istio::{self, Manifests, WasmPlugin};
+//! The filters delivered the way Istio delivers them: real Envoy runs the
+//! config istiod would generate from manifests/ as `kubectl kustomize`
+//! renders it (gatehouse-delivery): one HTTP filter per plugin discovered
+//! through ECDS, in phase/priority order, each a TypedExtensionConfig with
+//! the Wasm filter, pluginConfig as a JSON StringValue, root_id from
+//! pluginName and failure_policy from failStrategy; the routes are the
+//! VirtualService's (or the HTTPRoute's), with Istio's cluster names. Both
+//! kinds of manifest run: TrafficExtension (Istio >= 1.30) and the
+//! WasmPlugins derived from it (Istio < 1.30), which must give the same
+//! Envoy config; and both attachments (selector, Gateway API targetRefs with
+//! an HTTPRoute). ECDS comes from files here (istiod uses ADS): replacing a
+//! file by an atomic rename reloads the filter without restarting Envoy, and
+//! a bad config is rejected while the old one keeps serving.
+use gatehouse_delivery::istio::{self, Manifests, Plugin, Variant};
 use gatehouse_e2e::run::demos;
 use gatehouse_e2e::*;
 use serde_json::{json, Value};
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 
 struct Gateway {
     envoy: Envoy,
-    plugins: Vec<WasmPlugin>,
+    plugins: Vec<Plugin>,
     ecds_dir: PathBuf,
     tls: gatehouse_e2e::client::TlsClient,
     _upstreams: Vec<Echo>,
@@ -27,12 +31,12 @@ impl Gateway {
         self.plugins.iter().any(|p| p.filter == filter)
     }
 
-    fn plugin(&self, filter: &str) -> &WasmPlugin {
+    fn plugin(&self, filter: &str) -> &Plugin {
         self.plugins.iter().find(|p| p.filter == filter).unwrap()
     }
 
     /// An ECDS counter of the plugin, e.g. `config_reload`.
-    fn ecds_counter(&self, p: &WasmPlugin, counter: &str) -> u64 {
+    fn ecds_counter(&self, p: &Plugin, counter: &str) -> u64 {
         let name = p.resource_name();
         let stats = self.envoy.stats();
         let hits: Vec<(&String, &u64)> = stats
@@ -69,9 +73,17 @@ impl Gateway {
     }
 }
 
-fn start_gateway() -> Gateway {
-    let manifests = Manifests::load(&repo_root().join("manifests")).unwrap();
-    let plugins = manifests.wasm_plugins().unwrap();
+fn render(variant: Variant) -> Manifests {
+    let kubectl = istio::kubectl(&repo_root()).unwrap();
+    Manifests::render_variant(&kubectl, &repo_root(), variant).unwrap()
+}
+
+fn start_gateway(variant: Variant) -> Gateway {
+    let manifests = render(variant);
+    let plugins = manifests.plugins().unwrap();
+    for p in &plugins {
+        assert_eq!(p.kind, variant.kind(), "{variant}: {}", p.name);
+    }
     let in_repo: Vec<String> = gatehouse_e2e::run::filters_in_repo()
         .into_iter()
         .map(String::from)
@@ -79,12 +91,12 @@ fn start_gateway() -> Gateway {
     for f in &in_repo {
         assert!(
             plugins.iter().any(|p| &p.filter == f),
-            "no WasmPlugin for {f} in manifests/"
+            "{variant}: no plugin for {f}"
         );
     }
     for p in &plugins {
         assert!(in_repo.contains(&p.filter), "{}: no such filter", p.name);
-        wasm_path(&p.filter); // fails when not built
+        wasm_path(&p.image); // fails when not built
     }
     let ecds_dir = scratch_dir("ecds");
     let http_filters = istio::render_ecds(&plugins, &dist_dir(), &ecds_dir).unwrap();
@@ -164,9 +176,112 @@ fn pass_through(g: &Gateway, host: &str) -> (bool, Request) {
     (g.has("https-redirect"), req.header(header, key))
 }
 
+/// The TypedExtensionConfigs (the ECDS files) of a running gateway.
+fn ecds_files(g: &Gateway) -> Vec<Value> {
+    g.plugins
+        .iter()
+        .map(|p| {
+            serde_json::from_slice(
+                &std::fs::read(g.ecds_dir.join(format!("{}.json", p.filter))).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The plugins are loaded through ECDS in gateway order, before the router,
+/// and a request passes every filter to the upstream its host maps to.
+fn check_loaded_and_routing(g: &Gateway) {
+    for p in &g.plugins {
+        assert!(
+            g.ecds_counter(p, "config_reload") >= 1,
+            "{} not loaded",
+            p.name
+        );
+        assert_eq!(g.ecds_counter(p, "update_rejected"), 0, "{}", p.name);
+    }
+    let mut names: Vec<String> = g.plugins.iter().map(|p| p.resource_name()).collect();
+    names.push("envoy.filters.http.router".to_string());
+    assert_eq!(loaded_filter_chain(&g.envoy), names);
+    for (host, service) in [
+        ("webapp.istioinaction.io", "webapp"),
+        ("catalog.istioinaction.io", "catalog"),
+    ] {
+        let (tls, req) = pass_through(g, host);
+        let r = g.send(tls, &req);
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+        assert_eq!(r.echo().upstream, service, "{host}");
+    }
+}
+
+#[test]
+fn iface_the_wasm_plugins_for_older_istio_give_the_same_gateway() {
+    // One source: the WasmPlugin variant renders exactly the Envoy config
+    // of the TrafficExtensions, and it runs.
+    let te: Vec<Value> = render(Variant::DEFAULT)
+        .plugins()
+        .unwrap()
+        .iter()
+        .map(|p| p.ecds_file(&wasm_path(&p.image), None))
+        .collect();
+    let g = start_gateway(Variant {
+        wasm_plugin: true,
+        ..Variant::DEFAULT
+    });
+    assert_eq!(
+        ecds_files(&g),
+        te,
+        "WasmPlugin and TrafficExtension variants differ"
+    );
+    check_loaded_and_routing(&g);
+}
+
+#[test]
+fn gateway_api_attachment_routes_with_the_http_route() {
+    // targetRefs to the Gateway API Gateway; the routes are the HTTPRoute's.
+    let variant = Variant {
+        gateway_api: true,
+        ..Variant::DEFAULT
+    };
+    let m = render(variant);
+    assert!(m.of_kind("VirtualService").is_empty());
+    assert_eq!(m.of_kind("HTTPRoute").len(), 1);
+    let g = start_gateway(variant);
+    for p in &g.plugins {
+        assert_eq!(p.target_refs[0]["kind"], "Gateway", "{}", p.name);
+    }
+    check_loaded_and_routing(&g);
+    // A client cannot choose the upstream with the routing header.
+    let (tls, req) = pass_through(&g, "webapp.istioinaction.io");
+    let r = g.send(tls, &req.header("x-gatehouse-cluster", "catalog"));
+    assert_eq!(r.echo().upstream, "webapp");
+}
+
+#[test]
+fn the_shared_module_variant_runs_every_filter_from_gatehouse_wasm() {
+    // manifests-shared-module/ as WasmPlugins on a Gateway API gateway: one
+    // module (dist/gatehouse.wasm), each plugin selecting its filter by
+    // pluginName (root_id).
+    let g = start_gateway(Variant {
+        shared_module: true,
+        wasm_plugin: true,
+        gateway_api: true,
+    });
+    for (p, f) in g.plugins.iter().zip(ecds_files(&g)) {
+        assert_eq!(p.image, "gatehouse");
+        let cfg = &f["resources"][0]["typed_config"]["config"];
+        assert_eq!(cfg["root_id"], p.filter.as_str());
+        assert!(cfg["vm_config"]["code"]["local"]["filename"]
+            .as_str()
+            .unwrap()
+            .ends_with("gatehouse.wasm"));
+    }
+    check_loaded_and_routing(&g);
+}
+
 #[test]
 fn iface_the_gateway_runs_what_istiod_would_send_for_the_manifests() {
-    let g = start_gateway();
+    let g = start_gateway(Variant::DEFAULT);
     let order: Vec<String> = g.plugins.iter().map(|p| p.filter.clone()).collect();
     let expected: Vec<String> = run::CHAIN_ORDER
         .iter()
@@ -197,6 +312,7 @@ fn iface_the_gateway_runs_what_istiod_would_send_for_the_manifests() {
         let cfg = &file["resources"][0]["typed_config"]["config"];
         let expected_policy = match p.fail_strategy.as_deref() {
             Some("FAIL_OPEN") => "FAIL_OPEN",
+            Some("FAIL_RELOAD") => "FAIL_RELOAD",
             _ => "FAIL_CLOSED",
         };
         assert_eq!(cfg["failure_policy"], expected_policy, "{}", p.name);
@@ -209,7 +325,14 @@ fn iface_the_gateway_runs_what_istiod_would_send_for_the_manifests() {
         assert_eq!(delivered, p.plugin_config);
         assert_eq!(cfg["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
         assert_eq!(cfg["vm_config"]["vm_id"], "");
+        assert_eq!(cfg["root_id"], p.filter.as_str());
     }
+    // FAIL_RELOAD is what the manifests use for the filters that must not
+    // fail open; this Envoy accepted it (update_rejected is 0 above).
+    assert!(g
+        .plugins
+        .iter()
+        .any(|p| p.fail_strategy.as_deref() == Some("FAIL_RELOAD")));
 
     let id_header = if g.has("request-id") {
         g.plugin("request-id").plugin_config["header"]
@@ -325,7 +448,7 @@ fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn iface_ecds_hot_reload_applies_a_new_plugin_config_and_rejects_a_bad_one() {
-    let g = start_gateway();
+    let g = start_gateway(Variant::DEFAULT);
     assert!(
         g.has("request-id"),
         "the reload test changes request-id's header"

@@ -5,6 +5,8 @@
 //! - [`istio`]: reads `manifests/` and renders what istiod would send a
 //!   gateway for the `WasmPlugin`s (ECDS `TypedExtensionConfig`s in
 //!   phase/priority order) and the `VirtualService`s (routes).
+//! - [`schema`]: the checker for TrafficExtension and the Gateway API kinds.
 
 pub mod istio;
 pub mod oci;
+pub mod schema;

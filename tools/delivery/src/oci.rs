@@ -6,6 +6,12 @@
 //! (`oci-layout`, `index.json`, `blobs/sha256/...`), which `skopeo copy
 //! oci:DIR:TAG docker://...` pushes unchanged.
 //!
+//! The layer carries no `org.opencontainers.image.title` annotation: artifact
+//! tools (oras) would save the gzip blob under that name, i.e. a tar+gzip
+//! file called `plugin.wasm`. Istio does not need it: its image fetcher
+//! (istio/istio pkg/wasm/imagefetcher.go) takes the last layer by media type
+//! and looks inside the tar for the entry whose base name is `plugin.wasm`.
+//!
 //! Reproducible by construction: the tar entry has fixed metadata (mtime 0,
 //! uid/gid 0, mode 0644, no user names), the gzip header has mtime 0 and no
 //! file name, JSON is serialised in a fixed key order and no timestamp or
@@ -123,11 +129,10 @@ pub fn image_blobs(name: &str, wasm: &[u8]) -> io::Result<ImageBlobs> {
             "mediaType": LAYER_MEDIA_TYPE,
             "digest": layer_blob.digest,
             "size": layer_blob.size,
-            "annotations": {"org.opencontainers.image.title": PLUGIN_FILE},
         }],
         "annotations": {
             "org.opencontainers.image.title": format!("gatehouse-{name}"),
-            "org.opencontainers.image.description": format!("gatehouse {name} proxy-wasm filter (Istio WasmPlugin image)"),
+            "org.opencontainers.image.description": format!("gatehouse {name} proxy-wasm filter (Istio TrafficExtension/WasmPlugin image)"),
         },
     }))?;
     let manifest_blob = blob(&manifest);
@@ -251,6 +256,8 @@ mod tests {
         let m: Value =
             serde_json::from_slice(&read_blob(&dir, &img.manifest.digest).unwrap()).unwrap();
         assert_eq!(m["layers"][0]["mediaType"], LAYER_MEDIA_TYPE);
+        // No title annotation: tools would name the gzip blob plugin.wasm.
+        assert!(m["layers"][0].get("annotations").is_none(), "{m}");
         // Building again over the same directory is allowed and identical.
         let again = build_layout("x", b"\0asm\x01\0\0\0", "other-tag", &dir).unwrap();
         assert_eq!(img, again);

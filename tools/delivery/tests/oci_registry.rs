@@ -4,8 +4,9 @@
 //! real registry (Debian's `docker-registry` on 127.0.0.1, a free port, no
 //! auth); pulled back through the registry API and with skopeo, each image
 //! has the media types Istio expects, its last layer holds `plugin.wasm`
-//! equal to `dist/<filter>.wasm`, and the digest push.sh printed is the
-//! manifest digest the registry serves.
+//! equal to `dist/<filter>.wasm` (and carries no title annotation), and the
+//! url and sha256 push.sh printed are the manifest digest the registry
+//! serves.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -281,25 +282,28 @@ fn push_to_a_real_registry_and_pull_back() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let printed: BTreeMap<String, (String, String)> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let p: Vec<&str> = l.split(' ').collect();
-            assert_eq!(p.len(), 3, "push.sh line: {l}");
-            (p[0].to_string(), (p[1].to_string(), p[2].to_string()))
-        })
-        .collect();
+    // What a user pastes: per image the url pinned by digest and the bare
+    // hex for spec.sha256 (valid YAML).
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let printed: BTreeMap<String, BTreeMap<String, String>> = serde_yaml::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("push.sh output is not the documented YAML: {e}\n{stdout}"));
     assert_eq!(
         printed.keys().collect::<Vec<_>>(),
         filters.iter().collect::<Vec<_>>()
     );
 
     for f in &filters {
-        let (reference, digest) = &printed[f];
-        assert_eq!(reference, &format!("{repo}/{f}:{tag}"));
+        let digest = &built[f].0;
+        let hex = digest.strip_prefix("sha256:").unwrap();
         // The digest printed is the one built here (skopeo changed nothing).
-        assert_eq!(digest, &built[f].0, "{f}");
+        assert_eq!(
+            printed[f]["url"],
+            format!("oci://{repo}/{f}@{digest}"),
+            "{f}"
+        );
+        assert_eq!(printed[f]["sha256"], hex, "{f}");
+        // The CRDs' pattern for sha256.
+        assert!(hex.len() == 64 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
 
         // Pull through the registry API, as Istio's fetcher does.
         let m = registry
@@ -308,6 +312,15 @@ fn push_to_a_real_registry_and_pull_back() {
                 oci::MANIFEST_MEDIA_TYPE,
             )
             .unwrap();
+        // The printed url pins by digest: the registry serves it by digest too.
+        let by_digest = registry
+            .get(
+                &format!("/v2/gatehouse/{f}/manifests/{digest}"),
+                oci::MANIFEST_MEDIA_TYPE,
+            )
+            .unwrap();
+        assert_eq!(by_digest.status, 200);
+        assert_eq!(by_digest.body, m.body);
         assert_eq!(m.status, 200, "{}", String::from_utf8_lossy(&m.body));
         assert_eq!(m.header("content-type"), Some(oci::MANIFEST_MEDIA_TYPE));
         assert_eq!(m.header("docker-content-digest"), Some(digest.as_str()));
@@ -319,6 +332,7 @@ fn push_to_a_real_registry_and_pull_back() {
         let layers = manifest["layers"].as_array().unwrap();
         let last = layers.last().unwrap();
         assert_eq!(last["mediaType"], oci::LAYER_MEDIA_TYPE);
+        assert!(last.get("annotations").is_none(), "{f}: {last}");
 
         let blob = |d: &str| {
             let b = registry

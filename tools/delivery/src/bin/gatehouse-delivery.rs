@@ -2,9 +2,16 @@
 //!   writes one OCI image layout per filter (`OUT/<filter>/`) and prints
 //!   `<filter> <manifest digest> <layer bytes>` per image.
 //! `gatehouse-delivery render-ecds --manifests DIR --dist DIR --out DIR`
-//!   writes the ECDS file of every WasmPlugin (`OUT/<filter>.json`) and
-//!   prints the HTTP filter entries (JSON) in gateway order.
-use gatehouse_delivery::{istio, oci};
+//!   renders DIR with `kubectl kustomize` ($KUBECTL or the .venv one), writes
+//!   the ECDS file of every plugin, TrafficExtension or WasmPlugin
+//!   (`OUT/<filter>.json`), and prints the HTTP filter entries (JSON) in
+//!   gateway order.
+//! `gatehouse-delivery check FILE...` (`-` = stdin)
+//!   checks every TrafficExtension, Gateway API Gateway and HTTPRoute in the
+//!   YAML files against the project's schema (`schema.rs`); prints each error
+//!   and exits 1 if there is one, else prints how many documents it checked
+//!   (other kinds are counted as not its business).
+use gatehouse_delivery::{istio, oci, schema};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -57,12 +64,58 @@ fn image(a: &Args) -> Result<(), String> {
 }
 
 fn render_ecds(a: &Args) -> Result<(), String> {
-    let m = istio::Manifests::load(&a.get("manifests")?)?;
-    let plugins = m.wasm_plugins()?;
+    let dir = a.get("manifests")?;
+    let root = std::env::current_dir().map_err(|e| e.to_string())?;
+    let m = istio::Manifests::render(&istio::kubectl(&root)?, &dir)?;
+    let plugins = m.plugins()?;
     let filters =
         istio::render_ecds(&plugins, &a.get("dist")?, &a.get("out")?).map_err(|e| e.to_string())?;
     let text = serde_json::to_string_pretty(&filters).map_err(|e| e.to_string())?;
     println!("{text}");
+    Ok(())
+}
+
+fn check(a: &Args) -> Result<(), String> {
+    if a.rest.is_empty() {
+        return Err("no file named".into());
+    }
+    let (mut checked, mut other, mut errors) = (0, 0, 0);
+    for f in &a.rest {
+        let text = if f == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| e.to_string())?;
+            s
+        } else {
+            std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?
+        };
+        for doc in istio::parse_yaml_docs(&text).map_err(|e| format!("{f}: {e}"))? {
+            let kind = doc
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or("")
+                .to_string();
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(|k| k.as_str())
+                .unwrap_or("")
+                .to_string();
+            match schema::check(&doc) {
+                None => other += 1,
+                Some(errs) => {
+                    checked += 1;
+                    for e in &errs {
+                        println!("{f}: {kind} {name}: {e}");
+                    }
+                    errors += errs.len();
+                }
+            }
+        }
+    }
+    if errors > 0 {
+        return Err(format!("{errors} schema error(s)"));
+    }
+    println!("{checked} documents valid (TrafficExtension, Gateway API); {other} of other kinds not checked here");
     Ok(())
 }
 
@@ -72,7 +125,10 @@ fn main() -> ExitCode {
     let result = parse(args).and_then(|a| match cmd.as_str() {
         "image" => image(&a),
         "render-ecds" => render_ecds(&a),
-        _ => Err("usage: gatehouse-delivery image|render-ecds ... (see the source header)".into()),
+        "check" => check(&a),
+        _ => Err(
+            "usage: gatehouse-delivery image|render-ecds|check ... (see the source header)".into(),
+        ),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
