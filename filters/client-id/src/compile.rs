@@ -1,6 +1,6 @@
 //! Compiling the configuration into the [`Engine`], once per `on_configure`.
 
-use crate::apikey::{self};
+use crate::apikey;
 use crate::config::{check_header, Config, IssuerConfig, Method, Mode};
 use crate::engine::*;
 use crate::jwt::{self, Alg, Policy, ALL_ALGS};

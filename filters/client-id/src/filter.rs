@@ -5,6 +5,7 @@
 
 use crate::cache::{CacheView, JwksCache};
 use crate::engine::{Decision, Engine, Input, Outcome, PeerCert, Step, REASONS};
+use crate::waiters::{Waiter, Waiters};
 use gatehouse_core::reply::error_body;
 use gatehouse_core::{Clock, HeaderSnapshot};
 use gatehouse_proxy::{Counter, HostClock};
@@ -64,13 +65,11 @@ struct Shared {
     metrics: Metrics,
     cache: RefCell<JwksCache>,
     /// Requests paused until the JWKS fetch of their issuer completes.
-    waiters: RefCell<Vec<Waiter>>,
+    waiters: RefCell<Waiters<Paused>>,
 }
 
-struct Waiter {
-    context_id: u32,
-    issuer: usize,
-    since_ms: u64,
+/// What a paused request needs to be decided again.
+struct Paused {
     headers: HeaderSnapshot,
     peer: Option<PeerCert>,
 }
@@ -81,14 +80,12 @@ struct Waiter {
 /// caller's context id, restored at the end.
 fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
     let now = now_ms();
-    let ready: Vec<Waiter> = {
+    let ready = {
         let mut w = shared.waiters.borrow_mut();
-        let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = w.drain(..).partition(|x| match issuer {
-            Some(i) => x.issuer == i,
-            None => now >= x.since_ms.saturating_add(older_than_ms),
-        });
-        *w = keep;
-        ready
+        match issuer {
+            Some(i) => w.take_issuer(i),
+            None => w.take_expired(now, older_than_ms),
+        }
     };
     if ready.is_empty() {
         return;
@@ -103,8 +100,8 @@ fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
                 allow_wait: false,
             };
             let input = Input {
-                headers: &w.headers,
-                peer: w.peer.as_ref(),
+                headers: &w.request.headers,
+                peer: w.request.peer.as_ref(),
                 now_secs: now / 1000,
             };
             shared.engine.decide(&input, &mut view)
@@ -115,7 +112,7 @@ fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
         if hostcalls::set_effective_context(w.context_id).is_err() {
             continue;
         }
-        let rid = request_id(&w.headers);
+        let rid = request_id(&w.request.headers);
         if let Action::Continue = finish(shared, d, rid.as_deref()) {
             let _ = hostcalls::resume_http_request();
         }
@@ -171,7 +168,7 @@ impl RootContext for Root {
                     engine,
                     metrics: Metrics::define(),
                     cache: RefCell::new(JwksCache::default()),
-                    waiters: RefCell::new(Vec::new()),
+                    waiters: RefCell::new(Waiters::default()),
                 }));
                 if remote {
                     // Sweeps requests whose fetch was lost (see on_tick).
@@ -206,9 +203,7 @@ impl RootContext for Root {
         // Requests waiting for a fetch that is no longer in flight (its
         // requester went away, which cancels the callout): fetch for them
         // from the root, which lives as long as the VM.
-        let mut orphaned: Vec<usize> = shared.waiters.borrow().iter().map(|w| w.issuer).collect();
-        orphaned.sort_unstable();
-        orphaned.dedup();
+        let orphaned = shared.waiters.borrow().issuers();
         for issuer in orphaned {
             let timeout = remote_timeout(&shared, issuer);
             if shared.cache.borrow().in_flight_alive(issuer, now, timeout) {
@@ -219,24 +214,16 @@ impl RootContext for Root {
                 self.pending.insert(token, issuer);
             }
         }
-        // Last resort: nobody waits longer than two fetch timeouts; they are
+        // Last resort: nobody waits longer than the bound; they are
         // decided with the keys there are (503 when none).
-        let max_timeout = shared
-            .engine
-            .issuers()
-            .iter()
-            .filter_map(|i| match &i.keys {
-                crate::engine::KeySource::Remote(r) => Some(r.timeout_ms),
-                crate::engine::KeySource::Inline(_) => None,
-            })
-            .max()
-            .unwrap_or(0);
-        wake(
-            &shared,
-            None,
-            max_timeout.saturating_mul(2).saturating_add(1500),
-            self.context_id,
-        );
+        let max_wait =
+            Waiters::<Paused>::max_wait_ms(shared.engine.issuers().iter().filter_map(|i| {
+                match &i.keys {
+                    crate::engine::KeySource::Remote(r) => Some(r.timeout_ms),
+                    crate::engine::KeySource::Inline(_) => None,
+                }
+            }));
+        wake(&shared, None, max_wait, self.context_id);
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -258,11 +245,10 @@ struct ClientId {
 impl Drop for ClientId {
     fn drop(&mut self) {
         if self.waiting {
-            let id = self.context_id;
             self.shared
                 .waiters
                 .borrow_mut()
-                .retain(|w| w.context_id != id);
+                .remove_context(self.context_id);
         }
         if let Some((_, issuer)) = self.pending {
             // The callout dies with this context: let another request fetch.
@@ -330,12 +316,14 @@ impl ClientId {
                 finish(&shared, d, rid.as_deref())
             }
             Step::Wait { issuer } => {
-                shared.waiters.borrow_mut().push(Waiter {
+                shared.waiters.borrow_mut().add(Waiter {
                     context_id: self.context_id,
                     issuer,
                     since_ms: now_ms,
-                    headers: headers.clone(),
-                    peer: self.peer.clone(),
+                    request: Paused {
+                        headers: headers.clone(),
+                        peer: self.peer.clone(),
+                    },
                 });
                 self.waiting = true;
                 Action::Pause

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod identify;
 pub mod jwt;
 pub mod verified;
+pub mod waiters;
 
 #[cfg(test)]
 mod tests;
