@@ -118,6 +118,7 @@ fn jwt_verification(c: &mut Criterion) {
         required_claims: vec![],
         skew_seconds: 30,
         max_len: 8192,
+        client_id_claim: "sub".into(),
     };
     let mut cases: Vec<(&str, String, Value)> = Vec::new();
     let hs = HS256Key::from_bytes(b"bench-secret-bench-secret-bench-secret!!").with_key_id("k");

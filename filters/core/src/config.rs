@@ -51,7 +51,7 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
-/// Parses and validates a filter configuration.
+/// Parses a filter configuration's JSON into its typed form.
 ///
 /// Empty or absent configuration means "all defaults" and is parsed as `{}`.
 ///
@@ -59,7 +59,7 @@ pub trait Validate {
 /// serde's ` at line L column C` (the configuration is usually one line of
 /// JSON inside a YAML string, where a column means little). Only a document
 /// that is not JSON at all (or not an object) is reported at `.`.
-pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ConfigError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let trimmed = trim_ascii(bytes);
     let doc: &[u8] = if trimmed.is_empty() { b"{}" } else { trimmed };
     if doc.first() != Some(&b'{') {
@@ -76,8 +76,28 @@ pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, C
             format!("not valid JSON: {}", message(&err)),
         ));
     }
+    Ok(value)
+}
+
+/// Parses and validates a filter configuration ([`parse_json`], then
+/// [`Validate`]).
+pub fn parse_config<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let value: T = parse_json(bytes)?;
     value.validate()?;
     Ok(value)
+}
+
+/// What a filter runs: its configuration compiled once, from the JSON form
+/// (serde) in one fallible step.
+pub trait Compile: Sized {
+    /// The JSON form (serde, `deny_unknown_fields`).
+    type Config: DeserializeOwned;
+    fn compile(config: &Self::Config) -> Result<Self, ConfigError>;
+}
+
+/// Parses the JSON and compiles it, once: what `on_configure` runs.
+pub fn compile_config<C: Compile>(bytes: &[u8]) -> Result<C, ConfigError> {
+    C::compile(&parse_json::<C::Config>(bytes)?)
 }
 
 /// Turns a failed typed parse into a [`ConfigError`] at the deepest field.

@@ -16,7 +16,7 @@ pub mod path;
 pub mod random;
 pub mod reply;
 
-pub use config::{parse_config, ConfigError, Validate};
+pub use config::{compile_config, parse_config, parse_json, Compile, ConfigError, Validate};
 pub use headers::{HeaderOp, HeaderSnapshot};
 pub use inventory::FILTERS;
 pub use random::{Clock, RandomSource};

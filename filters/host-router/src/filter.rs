@@ -4,9 +4,10 @@
 use crate::metrics;
 use crate::router::{Action as RouteAction, Decision, Outcome, Router};
 use crate::Config;
+use gatehouse_core::{parse_json, ConfigError};
 use gatehouse_proxy::{Counter, HostRandom};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -81,57 +82,32 @@ impl Metrics {
     }
 }
 
-struct State {
+/// The worker's state: the router compiled once, the counters, randomness
+/// for weighted splits.
+pub struct State {
     router: Router,
     metrics: Metrics,
     rng: RefCell<HostRandom>,
 }
 
-/// The root context: holds the validated router.
-#[derive(Default)]
-pub struct Root {
-    state: Option<Rc<State>>,
-}
+impl gatehouse_proxy::Filter for State {
+    const NAME: &'static str = NAME;
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let cfg = match gatehouse_proxy::load_config::<Config>(
-            NAME,
-            gatehouse_proxy::plugin_configuration(),
-        ) {
-            Ok(c) => c,
-            Err(_) => return false,
-        };
-        // `load_config` already validated by building a router; build the
-        // one we keep (cannot fail differently, but never assume).
-        match Router::build(&cfg) {
-            Ok(router) => {
-                self.state = Some(Rc::new(State {
-                    metrics: Metrics::define(&cfg),
-                    router,
-                    rng: RefCell::new(HostRandom::default()),
-                }));
-                true
-            }
-            Err(e) => {
-                log::error!("gatehouse {NAME}: invalid configuration: {e}");
-                false
-            }
-        }
+    fn configure(config: &[u8]) -> Result<Self, ConfigError> {
+        let cfg: Config = parse_json(config)?;
+        Ok(State {
+            router: Router::build(&cfg)?,
+            metrics: Metrics::define(&cfg),
+            rng: RefCell::new(HostRandom::default()),
+        })
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
-            state: self.state.clone(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn http_context(state: Rc<Self>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(Request { state: Some(state) })
     }
 }
+
+pub type Root = gatehouse_proxy::Root<State>;
 
 struct Request {
     state: Option<Rc<State>>,

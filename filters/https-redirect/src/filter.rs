@@ -1,13 +1,12 @@
 //! The proxy-wasm adapter: reads the request headers and the connection's
 //! TLS state, asks [`Policy`] what to do, and applies the answer.
 
-use crate::config::Config;
 use crate::policy::{safe_request_id, Outcome, Policy, HSTS_HEADER};
 use gatehouse_core::reply::error_body;
-use gatehouse_core::HeaderOp;
+use gatehouse_core::{compile_config, ConfigError, HeaderOp};
 use gatehouse_proxy::Counter;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 const FILTER: &str = "https-redirect";
@@ -28,57 +27,31 @@ impl Metrics {
     }
 }
 
-/// The root context: holds the compiled policy and the counters.
-#[derive(Default)]
-pub struct Root {
-    policy: Option<Rc<Policy>>,
-    metrics: Option<Rc<Metrics>>,
+/// The worker's state: the policy compiled once, and the counters.
+pub struct Shared {
+    policy: Policy,
+    metrics: Metrics,
 }
 
-impl Context for Root {}
+impl gatehouse_proxy::Filter for Shared {
+    const NAME: &'static str = FILTER;
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let cfg = match gatehouse_proxy::load_config::<Config>(
-            FILTER,
-            gatehouse_proxy::plugin_configuration(),
-        ) {
-            Ok(c) => c,
-            Err(_) => return false,
-        };
-        match Policy::new(&cfg) {
-            Ok(p) => {
-                self.policy = Some(Rc::new(p));
-                if self.metrics.is_none() {
-                    self.metrics = Some(Rc::new(Metrics::define()));
-                }
-                true
-            }
-            Err(err) => {
-                log::error!("gatehouse {FILTER}: invalid configuration: {err}");
-                false
-            }
-        }
+    fn configure(config: &[u8]) -> Result<Self, ConfigError> {
+        Ok(Shared {
+            policy: compile_config(config)?,
+            metrics: Metrics::define(),
+        })
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let policy = self.policy.clone()?;
-        let metrics = self.metrics.clone()?;
-        Some(Box::new(Http {
-            policy,
-            metrics,
-            hsts: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn http_context(shared: Rc<Self>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(Http { shared, hsts: None })
     }
 }
+
+pub type Root = gatehouse_proxy::Root<Shared>;
 
 struct Http {
-    policy: Rc<Policy>,
-    metrics: Rc<Metrics>,
+    shared: Rc<Shared>,
     /// `strict-transport-security` value to put on the response.
     hsts: Option<String>,
 }
@@ -99,22 +72,22 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = gatehouse_proxy::request_headers();
         let tls = tls_connection();
-        match self.policy.decide(&headers, tls) {
+        match self.shared.policy.decide(&headers, tls) {
             Outcome::Secure { hsts } => {
                 self.hsts = hsts;
                 Action::Continue
             }
             Outcome::Exempt(_) => {
-                self.metrics.exempted.inc();
+                self.shared.metrics.exempted.inc();
                 Action::Continue
             }
             Outcome::Redirect { status, location } => {
-                self.metrics.redirected.inc();
+                self.shared.metrics.redirected.inc();
                 gatehouse_proxy::send_local_reply(status, &[("location", &location)], b"");
                 Action::Pause
             }
             Outcome::Reject(reason) => {
-                self.metrics.rejected.inc();
+                self.shared.metrics.rejected.inc();
                 let id = safe_request_id(&headers);
                 let body = error_body(reason.code(), reason.message(), id);
                 gatehouse_proxy::send_local_reply(

@@ -90,6 +90,15 @@ pub enum Outcome {
 /// The HSTS response header name.
 pub const HSTS_HEADER: &str = "strict-transport-security";
 
+/// The configuration's checks, then the policy: once per `on_configure`.
+impl gatehouse_core::Compile for Policy {
+    type Config = Config;
+    fn compile(config: &Config) -> Result<Policy, ConfigError> {
+        gatehouse_core::Validate::validate(config)?;
+        Policy::new(config)
+    }
+}
+
 impl Policy {
     /// Compiles a (validated) config. Fails only on what `validate` refuses.
     pub fn new(cfg: &Config) -> Result<Policy, ConfigError> {

@@ -10,10 +10,67 @@ use gatehouse_core::{
     parse_config, Clock, ConfigError, HeaderOp, HeaderSnapshot, RandomSource, Validate,
 };
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, MapType, MetricType};
 use serde::de::DeserializeOwned;
+use std::rc::Rc;
 
 pub use proxy_wasm;
+
+/// What a filter's adapter gives the one generic root context, [`Root`]:
+/// the worker's state built once per `on_configure` (configuration parsed
+/// and compiled once, counters defined), and the HTTP context of a request.
+pub trait Filter: Sized + 'static {
+    /// The filter's name in logs (`gatehouse <NAME>: ...`).
+    const NAME: &'static str;
+
+    /// Builds the state from the plugin configuration bytes. An error
+    /// refuses the configuration: [`Root`] logs it as the one line naming
+    /// the field (it must never quote a secret value).
+    fn configure(config: &[u8]) -> Result<Self, ConfigError>;
+
+    /// The HTTP context for one request.
+    fn http_context(state: Rc<Self>, context_id: u32) -> Box<dyn HttpContext>;
+}
+
+/// The root context of every filter whose root has nothing of its own:
+/// configures `F` and creates its HTTP contexts.
+pub struct Root<F: Filter> {
+    state: Option<Rc<F>>,
+}
+
+impl<F: Filter> Default for Root<F> {
+    fn default() -> Self {
+        Root { state: None }
+    }
+}
+
+impl<F: Filter> Context for Root<F> {}
+
+impl<F: Filter> RootContext for Root<F> {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = plugin_configuration().unwrap_or_default();
+        match F::configure(&bytes) {
+            Ok(state) => {
+                log::info!("gatehouse {}: configuration accepted", F::NAME);
+                self.state = Some(Rc::new(state));
+                true
+            }
+            Err(err) => {
+                log::error!("gatehouse {}: invalid configuration: {err}", F::NAME);
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(F::http_context(self.state.clone()?, context_id))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
 
 /// Parses the plugin configuration. On failure logs exactly one line naming
 /// the field and returns the error, so `on_configure` can return `false` and

@@ -7,10 +7,10 @@ use crate::config::Config;
 use crate::engine::{Engine, Outcome};
 use crate::key::RequestInfo;
 use crate::table::{ensure_keys, SetResult, SharedStore, StoreError};
-use gatehouse_core::{Clock, HeaderOp};
+use gatehouse_core::{parse_json, Clock, ConfigError, HeaderOp};
 use gatehouse_proxy::{Counter, HostClock};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
 use std::ptr::{null, null_mut};
 use std::rc::Rc;
 
@@ -113,32 +113,17 @@ struct Metrics {
 }
 
 /// State shared by the HTTP contexts of one root (one per worker).
-struct Shared {
+pub struct Shared {
     engine: Engine,
     metrics: Metrics,
 }
 
-#[derive(Default)]
-pub struct Root {
-    shared: Option<Rc<Shared>>,
-}
+impl gatehouse_proxy::Filter for Shared {
+    const NAME: &'static str = FILTER;
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Ok(config) =
-            gatehouse_proxy::load_config::<Config>(FILTER, gatehouse_proxy::plugin_configuration())
-        else {
-            return false;
-        };
-        let engine = match Engine::new(&config) {
-            Ok(e) => e,
-            Err(err) => {
-                log::error!("gatehouse {FILTER}: invalid configuration: {err}");
-                return false;
-            }
-        };
+    fn configure(config: &[u8]) -> Result<Self, ConfigError> {
+        let config: Config = parse_json(config)?;
+        let engine = Engine::new(&config)?;
         // Create every slot now (existing ones, e.g. live buckets across a
         // reload, are kept): the table never grows with traffic.
         match ensure_keys(&mut HostStore, engine.all_keys()) {
@@ -148,8 +133,10 @@ impl RootContext for Root {
                 engine.slots
             ),
             Err(StoreError) => {
-                log::error!("gatehouse {FILTER}: cannot create the slot table in shared data");
-                return false;
+                return Err(ConfigError::new(
+                    "slots",
+                    "cannot create the slot table in shared data",
+                ))
             }
         }
         let base = "gatehouse.rate_limit";
@@ -165,22 +152,18 @@ impl RootContext for Root {
             takeovers: Counter::define(&format!("{base}.slot_takeovers")),
             cas_conflicts: Counter::define(&format!("{base}.cas_conflicts")),
         };
-        self.shared = Some(Rc::new(Shared { engine, metrics }));
-        true
+        Ok(Shared { engine, metrics })
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(RateLimit {
+    fn http_context(shared: Rc<Self>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(RateLimit {
             shared,
             response_ops: Vec::new(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        })
     }
 }
+
+pub type Root = gatehouse_proxy::Root<Shared>;
 
 struct RateLimit {
     shared: Rc<Shared>,

@@ -4,10 +4,10 @@
 
 use crate::config::Config;
 use crate::decide::{decide, IdOutcome, TraceOutcome};
-use gatehouse_core::HeaderOp;
+use gatehouse_core::{parse_config, ConfigError, HeaderOp};
 use gatehouse_proxy::{Counter, HostClock, HostRandom};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -41,46 +41,29 @@ impl Metrics {
 }
 
 /// State shared by the HTTP contexts of one root (one per worker).
-struct Shared {
+pub struct Shared {
     config: Config,
     metrics: Metrics,
     rng: RefCell<HostRandom>,
 }
 
-#[derive(Default)]
-pub struct Root {
-    shared: Option<Rc<Shared>>,
-}
+impl gatehouse_proxy::Filter for Shared {
+    const NAME: &'static str = FILTER;
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match gatehouse_proxy::load_config::<Config>(
-            FILTER,
-            gatehouse_proxy::plugin_configuration(),
-        ) {
-            Ok(config) => {
-                self.shared = Some(Rc::new(Shared {
-                    config,
-                    metrics: Metrics::define(),
-                    rng: RefCell::new(HostRandom::default()),
-                }));
-                true
-            }
-            Err(_) => false,
-        }
+    fn configure(config: &[u8]) -> Result<Self, ConfigError> {
+        Ok(Shared {
+            config: parse_config(config)?,
+            metrics: Metrics::define(),
+            rng: RefCell::new(HostRandom::default()),
+        })
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(RequestId { shared, id: None }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn http_context(shared: Rc<Self>, _context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(RequestId { shared, id: None })
     }
 }
+
+pub type Root = gatehouse_proxy::Root<Shared>;
 
 struct RequestId {
     shared: Rc<Shared>,
