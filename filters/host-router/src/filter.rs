@@ -84,18 +84,18 @@ impl Metrics {
 
 /// The worker's state: the router compiled once, the counters, randomness
 /// for weighted splits.
-pub struct State {
+pub struct Shared {
     router: Router,
     metrics: Metrics,
     rng: RefCell<HostRandom>,
 }
 
-impl gatehouse_proxy::Filter for State {
+impl gatehouse_proxy::Filter for Shared {
     const NAME: &'static str = NAME;
 
     fn configure(config: &[u8]) -> Result<Self, ConfigError> {
         let cfg: Config = parse_json(config)?;
-        Ok(State {
+        Ok(Shared {
             router: Router::build(&cfg)?,
             metrics: Metrics::define(&cfg),
             rng: RefCell::new(HostRandom::default()),
@@ -107,10 +107,10 @@ impl gatehouse_proxy::Filter for State {
     }
 }
 
-pub type Root = gatehouse_proxy::Root<State>;
+pub type Root = gatehouse_proxy::Root<Shared>;
 
 struct Request {
-    state: Option<Rc<State>>,
+    state: Option<Rc<Shared>>,
 }
 
 impl Context for Request {}
