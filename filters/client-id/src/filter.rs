@@ -9,9 +9,8 @@ use crate::waiters::{Waiter, Waiters};
 use gatehouse_core::reply::error_body;
 use gatehouse_core::{Clock, HeaderSnapshot};
 use gatehouse_proxy::{Counter, HostClock};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -109,15 +108,15 @@ fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
         let Step::Done(d) = step else {
             continue;
         };
-        if hostcalls::set_effective_context(w.context_id).is_err() {
+        if !gatehouse_proxy::set_effective_context(w.context_id) {
             continue;
         }
         let rid = request_id(&w.request.headers);
         if let Action::Continue = finish(shared, d, rid.as_deref()) {
-            let _ = hostcalls::resume_http_request();
+            gatehouse_proxy::resume_paused_request();
         }
     }
-    let _ = hostcalls::set_effective_context(home);
+    gatehouse_proxy::set_effective_context(home);
 }
 
 /// The request id for error bodies (the one rule of every gatehouse filter).
@@ -172,7 +171,7 @@ impl RootContext for Root {
                 }));
                 if remote {
                     // Sweeps requests whose fetch was lost (see on_tick).
-                    let _ = hostcalls::set_tick_period(Duration::from_millis(500));
+                    gatehouse_proxy::set_tick_period(Duration::from_millis(500));
                 }
                 true
             }
@@ -437,14 +436,10 @@ fn finish(shared: &Shared, d: Decision, request_id: Option<&str>) -> Action {
 /// Stores the answer of a JWKS callout (the current callout response).
 fn record_response(shared: &Shared, issuer: usize, num_headers: usize, body_size: usize) {
     let now = now_ms();
-    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten();
+    let status = gatehouse_proxy::http_call_response_status();
     let ok = num_headers > 0 && status.as_deref() == Some(b"200") && body_size <= MAX_JWKS_BYTES;
     let body = if ok {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
+        gatehouse_proxy::http_call_response_body(body_size)
     } else {
         None
     };
@@ -482,7 +477,7 @@ fn dispatch_fetch(shared: &Shared, issuer: usize) -> Option<u32> {
     };
     shared.metrics.jwks_fetches.inc();
     let authority = r.authority.clone().unwrap_or_else(|| r.cluster.clone());
-    match hostcalls::dispatch_http_call(
+    match gatehouse_proxy::dispatch_http_call(
         &r.cluster,
         vec![
             (":method", "GET"),
@@ -490,14 +485,12 @@ fn dispatch_fetch(shared: &Shared, issuer: usize) -> Option<u32> {
             (":authority", authority.as_str()),
             ("accept", "application/json"),
         ],
-        None,
-        vec![],
         Duration::from_millis(r.timeout_ms),
     ) {
         Ok(t) => Some(t),
         Err(st) => {
             log::warn!(
-                "gatehouse {FILTER}: JWKS fetch for issuer {} could not be sent: {st:?}",
+                "gatehouse {FILTER}: JWKS fetch for issuer {} could not be sent: {st}",
                 iss.policy.issuer
             );
             None

@@ -4,7 +4,6 @@
 use crate::{ChainConfig, CHAIN_ROOT_ID};
 use gatehouse_core::inventory::{self, FILTERS};
 use gatehouse_proxy::fused;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
@@ -225,9 +224,7 @@ impl Context for FusedHttp {
             return;
         }
         if self.run_request() == Action::Continue {
-            if let Err(st) = hostcalls::resume_http_request() {
-                log::warn!("gatehouse chain: resuming the request failed: {st:?}");
-            }
+            gatehouse_proxy::resume_paused_request();
         }
     }
 }

@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 pub use proxy_wasm;
 
+pub mod shared_data;
+
 /// What a filter's adapter gives the one generic root context, [`Root`]:
 /// the worker's state built once per `on_configure` (configuration parsed
 /// and compiled once, counters defined), and the HTTP context of a request.
@@ -190,6 +192,53 @@ pub fn resume_request() {
     if let Err(st) = hostcalls::resume_http_request() {
         log::warn!("gatehouse: resuming the request failed: {st:?}");
     }
+}
+
+/// Resumes the request of the effective context directly (after
+/// [`set_effective_context`]), not through a fused chain: for requests woken
+/// from another context, and for the fused chain itself.
+pub fn resume_paused_request() {
+    if let Err(st) = hostcalls::resume_http_request() {
+        log::warn!("gatehouse: resuming the request failed: {st:?}");
+    }
+}
+
+/// Makes `context_id` the context later host calls act on; false when the
+/// context is gone.
+pub fn set_effective_context(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
+}
+
+/// Ticks the root context every `period` (per worker).
+pub fn set_tick_period(period: std::time::Duration) {
+    if let Err(st) = hostcalls::set_tick_period(period) {
+        log::warn!("gatehouse: setting the tick period failed: {st:?}");
+    }
+}
+
+/// Sends an HTTP request to an Envoy cluster; the answer arrives in
+/// `on_http_call_response` with the returned token.
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    timeout: std::time::Duration,
+) -> Result<u32, String> {
+    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+        .map_err(|st| format!("{st:?}"))
+}
+
+/// The `:status` of the HTTP call response being delivered.
+pub fn http_call_response_status() -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+}
+
+/// The body of the HTTP call response being delivered (`size` bytes).
+pub fn http_call_response_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
 }
 
 /// A connection/request property (Envoy attributes), e.g.

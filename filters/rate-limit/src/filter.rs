@@ -11,75 +11,24 @@ use gatehouse_core::{parse_json, Clock, ConfigError, HeaderOp};
 use gatehouse_proxy::{Counter, HostClock};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use std::ptr::{null, null_mut};
 use std::rc::Rc;
 
 pub const FILTER: &str = "rate-limit";
 
-// The shared-data host calls, declared here with a plain `u32` status: the
-// SDK's wrappers `panic!` on any status they do not expect, which would trap
-// the VM. Here every status is an answer.
-#[link(wasm_import_module = "env")]
-extern "C" {
-    #[link_name = "proxy_get_shared_data"]
-    fn gh_get_shared_data(
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-        return_cas: *mut u32,
-    ) -> u32;
-    #[link_name = "proxy_set_shared_data"]
-    fn gh_set_shared_data(
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-        cas: u32,
-    ) -> u32;
-}
-
-const STATUS_OK: u32 = 0;
-const STATUS_NOT_FOUND: u32 = 1;
-const STATUS_CAS_MISMATCH: u32 = 8;
-
-/// Envoy's process-wide shared data (all workers of this VM id).
+/// Envoy's shared data (process-wide, across workers) through the host
+/// layer.
 struct HostStore;
 
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        let mut data: *mut u8 = null_mut();
-        let mut size: usize = 0;
-        let mut cas: u32 = 0;
-        // SAFETY: the host writes a buffer it allocated through this
-        // module's `proxy_on_memory_allocate` (a Rust allocation of `size`
-        // bytes), exactly as the SDK's own wrapper assumes.
-        let status =
-            unsafe { gh_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
-        match status {
-            STATUS_OK if data.is_null() => Ok(Some((Vec::new(), cas))),
-            STATUS_OK => {
-                // SAFETY: see above; ownership passes to us.
-                let v = unsafe { Vec::from_raw_parts(data, size, size) };
-                Ok(Some((v, cas)))
-            }
-            STATUS_NOT_FOUND => Ok(None),
-            _ => Err(StoreError),
-        }
+        gatehouse_proxy::shared_data::get(key).map_err(|_| StoreError)
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: u32) -> SetResult {
-        let ptr = if value.is_empty() {
-            null()
-        } else {
-            value.as_ptr()
-        };
-        // SAFETY: plain reads of the two buffers for their lengths.
-        let status = unsafe { gh_set_shared_data(key.as_ptr(), key.len(), ptr, value.len(), cas) };
-        match status {
-            STATUS_OK => SetResult::Ok,
-            STATUS_CAS_MISMATCH => SetResult::CasMismatch,
-            _ => SetResult::Error,
+        match gatehouse_proxy::shared_data::set(key, value, cas) {
+            gatehouse_proxy::shared_data::Set::Ok => SetResult::Ok,
+            gatehouse_proxy::shared_data::Set::CasMismatch => SetResult::CasMismatch,
+            gatehouse_proxy::shared_data::Set::Error => SetResult::Error,
         }
     }
 }
