@@ -59,7 +59,7 @@ impl Metrics {
     }
 }
 
-struct Shared {
+pub struct Shared {
     engine: Engine,
     metrics: Metrics,
     cache: RefCell<JwksCache>,
@@ -124,10 +124,38 @@ fn request_id(headers: &HeaderSnapshot) -> Option<String> {
     gatehouse_core::reply::request_id_for_body(headers).map(str::to_string)
 }
 
-#[derive(Default)]
+impl gatehouse_proxy::Filter for Shared {
+    const NAME: &'static str = FILTER;
+
+    /// Not `parse_config`: its errors may quote the value found, and here
+    /// values can be API keys (`config::parse` redacts them).
+    fn configure(config: &[u8]) -> Result<Self, gatehouse_core::ConfigError> {
+        let engine = crate::config::parse(config).and_then(|c| Engine::build(&c))?;
+        Ok(Shared {
+            engine,
+            metrics: Metrics::define(),
+            cache: RefCell::new(JwksCache::default()),
+            waiters: RefCell::new(Waiters::default()),
+        })
+    }
+
+    fn http_context(shared: Rc<Self>, context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(ClientId {
+            context_id,
+            shared,
+            headers: None,
+            peer: None,
+            pending: None,
+            waiting: false,
+        })
+    }
+}
+
+/// The generic root, plus what client-id's root does itself: JWKS fetches
+/// for requests whose own fetch went away, and the sweep of waiters.
 pub struct Root {
     context_id: u32,
-    shared: Option<Rc<Shared>>,
+    inner: gatehouse_proxy::Root<Shared>,
     /// JWKS fetches the root sent for orphaned waiters: token -> issuer.
     pending: HashMap<u32, usize>,
 }
@@ -143,7 +171,7 @@ impl Context for Root {
         let Some(issuer) = self.pending.remove(&token) else {
             return;
         };
-        if let Some(shared) = self.shared.clone() {
+        if let Some(shared) = self.inner.state() {
             record_response(&shared, issuer, num_headers, body_size);
             wake(&shared, Some(issuer), 0, self.context_id);
         }
@@ -151,51 +179,29 @@ impl Context for Root {
 }
 
 impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        // Not gatehouse_proxy::load_config: its parse errors may quote the
-        // value found, and here values can be API keys (config::parse
-        // redacts them).
-        let bytes = gatehouse_proxy::plugin_configuration().unwrap_or_default();
-        match crate::config::parse(&bytes).and_then(|c| Engine::build(&c)) {
-            Ok(engine) => {
-                log::info!("gatehouse {FILTER}: configuration accepted");
-                let remote = engine
-                    .issuers()
-                    .iter()
-                    .any(|i| matches!(i.keys, crate::engine::KeySource::Remote(_)));
-                self.shared = Some(Rc::new(Shared {
-                    engine,
-                    metrics: Metrics::define(),
-                    cache: RefCell::new(JwksCache::default()),
-                    waiters: RefCell::new(Waiters::default()),
-                }));
-                if remote {
-                    // Sweeps requests whose fetch was lost (see on_tick).
-                    gatehouse_proxy::set_tick_period(Duration::from_millis(500));
-                }
-                true
-            }
-            Err(e) => {
-                log::error!("gatehouse {FILTER}: invalid configuration: {e}");
-                false
-            }
+    fn on_configure(&mut self, size: usize) -> bool {
+        if !self.inner.on_configure(size) {
+            return false;
         }
+        let remote = self.inner.state().is_some_and(|s| {
+            s.engine
+                .issuers()
+                .iter()
+                .any(|i| matches!(i.keys, crate::engine::KeySource::Remote(_)))
+        });
+        if remote {
+            // Sweeps requests whose fetch was lost (see on_tick).
+            gatehouse_proxy::set_tick_period(Duration::from_millis(500));
+        }
+        true
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(ClientId {
-            context_id,
-            shared,
-            headers: None,
-            peer: None,
-            pending: None,
-            waiting: false,
-        }))
+        self.inner.create_http_context(context_id)
     }
 
     fn on_tick(&mut self) {
-        let Some(shared) = self.shared.clone() else {
+        let Some(shared) = self.inner.state() else {
             return;
         };
         let now = now_ms();
@@ -509,7 +515,7 @@ fn remote_timeout(shared: &Shared, issuer: usize) -> u64 {
 pub fn new_root(context_id: u32) -> Box<dyn RootContext> {
     Box::new(Root {
         context_id,
-        shared: None,
+        inner: gatehouse_proxy::Root::default(),
         pending: HashMap::new(),
     })
 }

@@ -47,6 +47,14 @@ impl<F: Filter> Default for Root<F> {
     }
 }
 
+impl<F: Filter> Root<F> {
+    /// The state of the configuration in force, if one was accepted (for a
+    /// filter whose root does more, e.g. callouts and ticks of its own).
+    pub fn state(&self) -> Option<Rc<F>> {
+        self.state.clone()
+    }
+}
+
 impl<F: Filter> Context for Root<F> {}
 
 impl<F: Filter> RootContext for Root<F> {
