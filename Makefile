@@ -98,19 +98,22 @@ wasm-unit-test: setup
 # The whole end-to-end suite (and the delivery tests) runs once, on Envoy
 # $(ENVOY_VERSION) with one module per filter. Tests named `iface_*` exercise
 # each filter's use of the host interface (a pass-through, a local reply, a
-# header edit, a callout, a refused configuration; the make-run chain; ECDS):
-# they run again on the shared module, the fused chain and Envoy
-# $(ENVOY_OLD_VERSION). See docs/development.md.
-E2E_MATRIX := shared:$(ENVOY_VERSION) fused:$(ENVOY_VERSION) separate:$(ENVOY_OLD_VERSION)
+# header edit, a callout, a refused configuration; the make-run chain): they
+# run again on the shared module, the fused chain and Envoy
+# $(ENVOY_OLD_VERSION). Tests named `envoy_*` do not depend on the delivery
+# (ECDS from the manifests, the bare harness): they run again on Envoy
+# $(ENVOY_OLD_VERSION) only. Entries: delivery:envoy-version:test-name-filters.
+E2E_MATRIX = shared:$(ENVOY_VERSION):iface_ fused:$(ENVOY_VERSION):iface_ \
+	separate:$(ENVOY_OLD_VERSION):iface_,envoy_
 
 e2e-test: setup build
 	@echo "== end-to-end and delivery tests, Envoy $(ENVOY_VERSION), separate modules"
 	cargo test --workspace --test '*' -- --test-threads 2
 	@for m in $(E2E_MATRIX); do \
-	  mode=$${m%%:*}; v=$${m##*:}; \
-	  echo "== host-interface tests (iface_*), Envoy $$v, delivery: $$mode"; \
+	  IFS=: read -r mode v filters <<< "$$m"; \
+	  echo "== tests ($$filters), Envoy $$v, delivery: $$mode"; \
 	  GATEHOUSE_DELIVERY=$$mode ENVOY_BIN=$(VENV)/envoy-$$v/envoy/_bin/envoy \
-	    cargo test --workspace --test '*' -- --test-threads 2 iface_ || exit 1; \
+	    cargo test --workspace --test '*' -- --test-threads 2 $${filters//,/ } || exit 1; \
 	done
 
 test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests validate-compose e2e-test
@@ -220,9 +223,11 @@ push: deb-tools
 # attachment) with kubectl kustomize and checks them with the project's
 # schema checker (TrafficExtension, WasmPlugin, Gateway API) and Istio's
 # Python models (WasmPlugin, Gateway, VirtualService); see manifests/validate.py.
+# The checker is built like the tests (dev profile, whole workspace), so it
+# reuses what they compile.
 validate-manifests: delivery-setup
-	cargo build --quiet --release -p gatehouse-delivery
-	$(VENV)/bin/python manifests/validate.py $(ROOT) $(KUBECTL) target/release/gatehouse-delivery
+	cargo build --quiet --workspace --bin gatehouse-delivery
+	$(VENV)/bin/python manifests/validate.py $(ROOT) $(KUBECTL) target/debug/gatehouse-delivery
 
 # Copies filters/<filter>/example.json into the manifests' pluginConfig.
 manifests-sync:

@@ -3,7 +3,7 @@
 use gatehouse_e2e::*;
 
 #[test]
-fn iface_plain_envoy_proxies_to_echo_over_h1_h2_and_tls() {
+fn envoy_plain_envoy_proxies_to_echo_over_h1_h2_and_tls() {
     let echo = Echo::start("echo");
     let pki = TestPki::new(&scratch_dir("pki"));
     let envoy = Envoy::start(

@@ -215,7 +215,7 @@ fn check_loaded_and_routing(g: &Gateway) {
 }
 
 #[test]
-fn iface_the_wasm_plugins_for_older_istio_give_the_same_gateway() {
+fn envoy_the_wasm_plugins_for_older_istio_give_the_same_gateway() {
     // One source: the WasmPlugin variant renders exactly the Envoy config
     // of the TrafficExtensions, and it runs.
     let te: Vec<Value> = render(Variant::DEFAULT)
@@ -280,7 +280,7 @@ fn the_shared_module_variant_runs_every_filter_from_gatehouse_wasm() {
 }
 
 #[test]
-fn iface_the_gateway_runs_what_istiod_would_send_for_the_manifests() {
+fn envoy_the_gateway_runs_what_istiod_would_send_for_the_manifests() {
     let g = start_gateway(Variant::DEFAULT);
     let order: Vec<String> = g.plugins.iter().map(|p| p.filter.clone()).collect();
     let expected: Vec<String> = run::CHAIN_ORDER
@@ -447,7 +447,7 @@ fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn iface_ecds_hot_reload_applies_a_new_plugin_config_and_rejects_a_bad_one() {
+fn envoy_ecds_hot_reload_applies_a_new_plugin_config_and_rejects_a_bad_one() {
     let g = start_gateway(Variant::DEFAULT);
     assert!(
         g.has("request-id"),

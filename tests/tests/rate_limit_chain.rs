@@ -17,7 +17,7 @@ fn iface_plans_from_client_id_pick_the_limits() {
     let envoy = Envoy::start(
         &EnvoyConfig::new()
             .cluster("echo", echo.port)
-            .concurrency(4)
+            .concurrency(2)
             .filter(WasmFilter::new(
                 "client-id",
                 json!({
