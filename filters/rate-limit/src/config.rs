@@ -96,6 +96,48 @@ pub struct Rule {
     /// The plan used when the plan header is absent or names no known plan.
     #[serde(default)]
     pub default_plan: Option<String>,
+    /// Decide this rule's limits in a rate-limit service (Envoy's RLS v3
+    /// API) shared by every gateway replica, instead of in this process.
+    #[serde(default)]
+    pub global: Option<Global>,
+}
+
+/// A rule's global mode: the rate-limit service that holds its counters.
+/// The wire contract (descriptor entries, answers) is in [`crate::rls`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    /// The Envoy cluster of the rate-limit service (HTTP/2, gRPC).
+    pub cluster: String,
+    /// The RLS `domain` sent with every request.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// How long a request waits for the service's answer.
+    #[serde(default = "default_global_timeout_ms")]
+    pub timeout_ms: u32,
+    /// What happens when the service fails, times out or answers nonsense.
+    #[serde(default)]
+    pub on_error: GlobalOnError,
+    /// With `on_error: local`: how many gateway replicas share the limit;
+    /// the per-process fallback enforces each limit divided by it.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// Refuse a request this process alone already counts over the limit
+    /// without asking the service (saves the round trip under attack).
+    #[serde(default)]
+    pub local_precheck: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalOnError {
+    /// Let the request through (counted).
+    #[default]
+    Allow,
+    /// Answer as if limited.
+    Deny,
+    /// Enforce the rule's limits in this process (exact per process).
+    Local,
 }
 
 /// One part of a bucket key.
@@ -238,6 +280,15 @@ fn default_client_id_header() -> String {
 }
 fn default_plan_header() -> String {
     "x-client-plan".to_string()
+}
+fn default_domain() -> String {
+    crate::rls::DEFAULT_DOMAIN.to_string()
+}
+fn default_global_timeout_ms() -> u32 {
+    crate::rls::DEFAULT_TIMEOUT_MS
+}
+fn default_replicas() -> u32 {
+    1
 }
 fn default_hosts() -> Vec<String> {
     vec!["*".to_string()]
