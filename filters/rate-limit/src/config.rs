@@ -447,6 +447,9 @@ impl Rule {
                 "duplicate descriptor part",
             )?;
         }
+        if let Some(g) = &self.global {
+            g.check(&format!("{at}.global"))?;
+        }
         match (self.limits.is_empty(), self.plans.is_empty()) {
             (false, false) => {
                 return Err(ConfigError::new(
@@ -495,6 +498,56 @@ impl Rule {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// Largest `global.timeout_ms`.
+pub const MAX_GLOBAL_TIMEOUT_MS: u32 = 10_000;
+/// Largest `global.replicas`.
+pub const MAX_REPLICAS: u32 = 1000;
+
+impl Global {
+    /// Validates the global block; `at` is its path (`rules[i].global`).
+    pub fn check(&self, at: &str) -> Result<(), ConfigError> {
+        ensure(
+            !self.cluster.is_empty()
+                && self.cluster.len() <= 255
+                && self
+                    .cluster
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"|.-_:".contains(&b)),
+            &format!("{at}.cluster"),
+            "must be an Envoy cluster name: 1-255 characters of letters, digits, `|`, `.`, `-`, `_`, `:`",
+        )?;
+        ensure(
+            !self.domain.is_empty()
+                && self.domain.len() <= 128
+                && self
+                    .domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            &format!("{at}.domain"),
+            "must be 1-128 characters of letters, digits, `.`, `_`, `-`",
+        )?;
+        ensure(
+            (1..=MAX_GLOBAL_TIMEOUT_MS).contains(&self.timeout_ms),
+            &format!("{at}.timeout_ms"),
+            format!(
+                "must be from 1 to {MAX_GLOBAL_TIMEOUT_MS} ms, got {}",
+                self.timeout_ms
+            ),
+        )?;
+        ensure(
+            (1..=MAX_REPLICAS).contains(&self.replicas),
+            &format!("{at}.replicas"),
+            format!("must be from 1 to {MAX_REPLICAS}, got {}", self.replicas),
+        )?;
+        ensure(
+            self.replicas == 1 || self.on_error == GlobalOnError::Local,
+            &format!("{at}.replicas"),
+            "only meaningful with `on_error: local`",
+        )?;
         Ok(())
     }
 }
@@ -707,5 +760,75 @@ mod tests {
             "rules[0].limits[1].name"
         );
         assert_eq!(err(r#"{"rules": [], "x": 1}"#).field, "x");
+    }
+
+    fn global(g: &str) -> String {
+        format!(r#"{{"rules": [{{"limits": [{LIMIT}], "global": {g}}}]}}"#)
+    }
+
+    #[test]
+    fn global_defaults_and_checks() {
+        let c: Config = parse_config(
+            global(r#"{"cluster": "outbound|8081||rls.ns.svc.cluster.local"}"#).as_bytes(),
+        )
+        .unwrap();
+        let g = c.rules[0].global.clone().unwrap();
+        assert_eq!(g.domain, "gatehouse");
+        assert_eq!(g.timeout_ms, crate::rls::DEFAULT_TIMEOUT_MS);
+        assert_eq!(g.on_error, GlobalOnError::Allow);
+        assert_eq!(g.replicas, 1);
+        assert!(!g.local_precheck);
+        for (g, field) in [
+            (r#"{"cluster": ""}"#, "rules[0].global.cluster"),
+            (r#"{"cluster": "a b"}"#, "rules[0].global.cluster"),
+            (r#"{"domain": "x"}"#, "rules[0].global"),
+            (
+                r#"{"cluster": "rls", "domain": ""}"#,
+                "rules[0].global.domain",
+            ),
+            (
+                r#"{"cluster": "rls", "domain": "a/b"}"#,
+                "rules[0].global.domain",
+            ),
+            (
+                r#"{"cluster": "rls", "timeout_ms": 0}"#,
+                "rules[0].global.timeout_ms",
+            ),
+            (
+                r#"{"cluster": "rls", "timeout_ms": 10001}"#,
+                "rules[0].global.timeout_ms",
+            ),
+            (
+                r#"{"cluster": "rls", "on_error": "local", "replicas": 0}"#,
+                "rules[0].global.replicas",
+            ),
+            (
+                r#"{"cluster": "rls", "on_error": "local", "replicas": 1001}"#,
+                "rules[0].global.replicas",
+            ),
+            (
+                r#"{"cluster": "rls", "replicas": 2}"#,
+                "rules[0].global.replicas",
+            ),
+            (
+                r#"{"cluster": "rls", "on_error": "deny", "replicas": 2}"#,
+                "rules[0].global.replicas",
+            ),
+            (
+                r#"{"cluster": "rls", "on_error": "maybe"}"#,
+                "rules[0].global.on_error",
+            ),
+            (r#"{"cluster": "rls", "x": 1}"#, "rules[0].global.x"),
+        ] {
+            assert_eq!(err(&global(g)).field, field, "{g}");
+        }
+        let c: Config = parse_config(
+            global(
+                r#"{"cluster": "rls", "on_error": "local", "replicas": 3, "timeout_ms": 10000}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.rules[0].global.as_ref().unwrap().replicas, 3);
     }
 }

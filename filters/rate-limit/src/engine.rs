@@ -2,11 +2,13 @@
 //! the slot-table check, and the answer (headers, local reply, counters).
 
 use crate::config::{
-    AddressSource, Config, DescriptorPart, FailureMode, HeaderStyle, Limit, OnMissing, Rule,
+    AddressSource, Config, DescriptorPart, FailureMode, Global, GlobalOnError, HeaderStyle, Limit,
+    OnMissing, Rule,
 };
-use crate::gcra::{most_restrictive, LimitSpec, LimitStatus, NANOS};
+use crate::gcra::{ceil_secs, most_restrictive, LimitSpec, LimitStatus, NANOS};
 use crate::key::{hash64, part_value, push_field, KeySources, RequestInfo};
-use crate::table::{check, Checked, FailReason, SharedStore, Target, Trace};
+use crate::rls::{self, Code, RlsRequest, RlsResponse};
+use crate::table::{check, Checked, FailReason, SetResult, SharedStore, StoreError, Target, Trace};
 use gatehouse_core::host::{normalize_host, HostTable};
 use gatehouse_core::path::{split_path_query, PathMatch};
 use gatehouse_core::reply::error_body;
@@ -36,6 +38,20 @@ pub struct CompiledRule {
     on_missing: OnMissing,
     pub sets: Vec<LimitSet>,
     default_set: usize,
+    /// The global mode, when the rule has one.
+    pub global: Option<GlobalRule>,
+}
+
+/// A rule's global mode, compiled.
+#[derive(Debug, Clone)]
+pub struct GlobalRule {
+    pub cfg: Global,
+    /// Per limit set (same index as `sets`): the per-process fallback
+    /// buckets (`on_error: local`, limits divided by `replicas`).
+    pub fallback: Vec<LimitSet>,
+    /// Per limit set: the precheck buckets (`local_precheck`, the full
+    /// limits, advanced only when the service allowed).
+    pub precheck: Vec<LimitSet>,
 }
 
 /// The compiled configuration.
@@ -95,7 +111,12 @@ pub struct Evaluation {
     pub reply: Option<Reply>,
     /// Headers to add to the upstream's response (allowed requests).
     pub response_ops: Vec<HeaderOp>,
+    /// Headers to add to the request before it is forwarded (the rate-limit
+    /// service's `request_headers_to_add`).
+    pub request_ops: Vec<HeaderOp>,
     pub trace: Trace,
+    /// What the global mode did, for counters and logs.
+    pub global: GlobalTrace,
 }
 
 impl Evaluation {
@@ -105,8 +126,138 @@ impl Evaluation {
             outcome,
             reply: None,
             response_ops: Vec::new(),
+            request_ops: Vec::new(),
             trace: Trace::default(),
+            global: GlobalTrace::default(),
         }
+    }
+}
+
+/// Why a call to the rate-limit service gave no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalError {
+    /// Envoy refused to start the call (e.g. unknown cluster).
+    Dispatch,
+    /// No answer within `timeout_ms` (gRPC DEADLINE_EXCEEDED).
+    Timeout,
+    /// The service could not be reached (gRPC UNAVAILABLE).
+    Unavailable,
+    /// Any other gRPC status than OK.
+    Status,
+    /// A malformed answer, an UNKNOWN overall code, or a wrong number of
+    /// statuses.
+    BadAnswer,
+}
+
+impl GlobalError {
+    pub fn name(self) -> &'static str {
+        match self {
+            GlobalError::Dispatch => "dispatch",
+            GlobalError::Timeout => "timeout",
+            GlobalError::Unavailable => "unavailable",
+            GlobalError::Status => "status",
+            GlobalError::BadAnswer => "bad_answer",
+        }
+    }
+
+    /// The error for a finished call's gRPC status (0 = OK: `None`).
+    /// `timed_out`: the call took at least the timeout.
+    pub fn from_grpc_status(status: u32, timed_out: bool) -> Option<GlobalError> {
+        match status {
+            0 => None,
+            4 => Some(GlobalError::Timeout),
+            _ if timed_out => Some(GlobalError::Timeout),
+            14 => Some(GlobalError::Unavailable),
+            _ => Some(GlobalError::Status),
+        }
+    }
+}
+
+/// What the global mode did for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GlobalTrace {
+    /// The service answered OK / OVER_LIMIT.
+    pub answered: Option<Code>,
+    /// The service failed this way ...
+    pub error: Option<GlobalError>,
+    /// ... and this fallback was applied.
+    pub fallback: Option<GlobalOnError>,
+    /// Refused by `local_precheck` without a callout.
+    pub precheck_limited: bool,
+}
+
+/// A request a global rule applies to: the call to make, and what is
+/// needed to finish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalCall {
+    pub rule: usize,
+    pub set: usize,
+    /// The encoded `RateLimitRequest`.
+    pub message: Vec<u8>,
+    /// The bucket key (for the precheck and fallback buckets).
+    key: Vec<u8>,
+}
+
+/// The first step of a request: decided, or a call to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    Done(Evaluation),
+    Call(GlobalCall),
+}
+
+/// A store that reads through and never writes: `check` on it tells
+/// whether a request would pass without counting it.
+struct ReadOnly<'a, S: SharedStore + ?Sized>(&'a mut S);
+
+impl<S: SharedStore + ?Sized> SharedStore for ReadOnly<'_, S> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        self.0.get(key)
+    }
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: u32) -> SetResult {
+        SetResult::Ok
+    }
+}
+
+/// A limit set with every limit divided by `replicas` (at least 1).
+fn divided(specs: &[LimitSpec], replicas: u32) -> Vec<LimitSpec> {
+    let r = u128::from(replicas.max(1));
+    specs
+        .iter()
+        .map(|s| {
+            let burst = (s.burst / u64::from(replicas.max(1))).max(1);
+            let interval = u64::try_from(u128::from(s.interval) * r).unwrap_or(u64::MAX);
+            LimitSpec {
+                name: s.name.clone(),
+                interval,
+                burst,
+            }
+        })
+        .collect()
+}
+
+/// A copy of `set` with other limits and its own identity (`tag` tells
+/// the fallback and precheck buckets apart from each other and from any
+/// local rule).
+fn derived_set(set: &LimitSet, specs: Vec<LimitSpec>, tag: &[u8], seed: &[u8]) -> LimitSet {
+    let mut id = Vec::with_capacity(64);
+    push_field(&mut id, b'g', Some(tag));
+    push_field(&mut id, b'i', Some(&set.identity.to_le_bytes()));
+    for spec in &specs {
+        let mut v = spec.interval.to_le_bytes().to_vec();
+        v.extend_from_slice(&spec.burst.to_le_bytes());
+        push_field(&mut id, b'l', Some(&v));
+    }
+    let fp = hash64(seed, 3, &id) | 1;
+    let table = set
+        .overflow_key
+        .rsplit_once(".overflow.")
+        .map_or("", |(t, _)| t);
+    LimitSet {
+        plan: set.plan.clone(),
+        specs,
+        identity: hash64(seed, 4, &id),
+        overflow_key: format!("{table}.overflow.{fp:016x}"),
+        overflow_fingerprint: fp,
     }
 }
 
@@ -268,6 +419,24 @@ impl Engine {
                     )?);
                 }
             }
+            let seed = cfg.hash_seed.as_bytes();
+            let global = r.global.as_ref().map(|g| GlobalRule {
+                cfg: g.clone(),
+                fallback: if g.on_error == GlobalOnError::Local {
+                    sets.iter()
+                        .map(|s| derived_set(s, divided(&s.specs, g.replicas), b"fallback", seed))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                precheck: if g.local_precheck {
+                    sets.iter()
+                        .map(|s| derived_set(s, s.specs.clone(), b"precheck", seed))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            });
             rules.push(CompiledRule {
                 name,
                 hosts,
@@ -276,6 +445,7 @@ impl Engine {
                 on_missing: r.on_missing,
                 sets,
                 default_set,
+                global,
             });
         }
         let needs_source_address = cfg.client_address.from
@@ -315,11 +485,19 @@ impl Engine {
     /// Every shared-data key this configuration can ever touch: the slots
     /// and one overflow key per (rule, plan). The memory bound.
     pub fn all_keys(&self) -> impl Iterator<Item = String> + '_ {
-        (0..self.slots).map(|i| self.slot_key(i)).chain(
-            self.rules
-                .iter()
-                .flat_map(|r| r.sets.iter().map(|s| s.overflow_key.clone())),
-        )
+        (0..self.slots)
+            .map(|i| self.slot_key(i))
+            .chain(self.rules.iter().flat_map(|r| {
+                let global = r
+                    .global
+                    .iter()
+                    .flat_map(|g| g.fallback.iter().chain(&g.precheck));
+                r.sets
+                    .iter()
+                    .filter(|_| r.global.is_none())
+                    .chain(global)
+                    .map(|s| s.overflow_key.clone())
+            }))
     }
 
     /// The first rule whose hosts and paths match the request.
@@ -340,18 +518,17 @@ impl Engine {
         })
     }
 
-    /// Decides one request at `now` (ns since the Unix epoch).
-    pub fn evaluate<S: SharedStore + ?Sized>(
+    /// The rule, limit set and descriptor part values of a request, or
+    /// the evaluation when that already decides it.
+    fn resolve(
         &self,
-        store: &mut S,
-        now: u64,
         req: &RequestInfo,
-    ) -> Evaluation {
+    ) -> Result<(usize, usize, Vec<Option<Vec<u8>>>), Evaluation> {
         let Some(ri) = self.match_rule(req.headers) else {
-            return Evaluation::plain(None, Outcome::NotLimited);
+            return Err(Evaluation::plain(None, Outcome::NotLimited));
         };
         let Some(rule) = self.rules.get(ri) else {
-            return Evaluation::plain(None, Outcome::NotLimited);
+            return Err(Evaluation::plain(None, Outcome::NotLimited));
         };
         // The plan picks the limit set.
         let plan_value = req.headers.first(&self.plan_header);
@@ -360,19 +537,18 @@ impl Engine {
             .iter()
             .position(|s| s.plan.is_some() && s.plan.as_deref().map(str::as_bytes) == plan_value)
             .unwrap_or(rule.default_set);
-        let Some(set) = rule.sets.get(set_index) else {
-            return Evaluation::plain(Some(ri), Outcome::NotLimited);
-        };
-        // The bucket key: the limit set's identity (rule, plan, limits, ...),
-        // then the descriptor parts.
-        let mut key = Vec::with_capacity(64);
-        push_field(&mut key, b'i', Some(&set.identity.to_le_bytes()));
-        for (j, part) in rule.descriptor.iter().enumerate() {
+        if rule.sets.get(set_index).is_none() {
+            return Err(Evaluation::plain(Some(ri), Outcome::NotLimited));
+        }
+        let mut parts = Vec::with_capacity(rule.descriptor.len());
+        for part in &rule.descriptor {
             let value = part_value(part, &self.sources, req);
             if value.is_none() {
                 match rule.on_missing {
                     OnMissing::Shared => {}
-                    OnMissing::Skip => return Evaluation::plain(Some(ri), Outcome::NotLimited),
+                    OnMissing::Skip => {
+                        return Err(Evaluation::plain(Some(ri), Outcome::NotLimited))
+                    }
                     OnMissing::Reject => {
                         let mut e = Evaluation::plain(Some(ri), Outcome::MissingKey);
                         e.reply = Some(Reply {
@@ -387,16 +563,41 @@ impl Engine {
                                 request_id(req.headers),
                             ),
                         });
-                        return e;
+                        return Err(e);
                     }
                 }
             }
+            parts.push(value);
+        }
+        Ok((ri, set_index, parts))
+    }
+
+    /// The descriptor parts as key bytes (length-prefixed, position-tagged).
+    fn parts_key(parts: &[Option<Vec<u8>>]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(64);
+        for (j, value) in parts.iter().enumerate() {
             push_field(
                 &mut key,
                 u8::try_from(j).unwrap_or(u8::MAX),
                 value.as_deref(),
             );
         }
+        key
+    }
+
+    /// Checks (and on success counts) the bucket of `parts_key` in `set`.
+    fn check_set<S: SharedStore + ?Sized>(
+        &self,
+        store: &mut S,
+        now: u64,
+        set: &LimitSet,
+        parts_key: &[u8],
+    ) -> Checked {
+        // The bucket key: the limit set's identity (rule, plan, limits, ...),
+        // then the descriptor parts.
+        let mut key = Vec::with_capacity(16 + parts_key.len());
+        push_field(&mut key, b'i', Some(&set.identity.to_le_bytes()));
+        key.extend_from_slice(parts_key);
         let slot = hash64(&self.seed, 1, &key) % u64::from(self.slots.max(1));
         let target = Target {
             slot_key: self.slot_key(u32::try_from(slot).unwrap_or(0)),
@@ -404,15 +605,263 @@ impl Engine {
             fingerprint: hash64(&self.seed, 2, &key) | 1,
             overflow_fingerprint: set.overflow_fingerprint,
         };
-        let checked = check(
+        check(
             store,
             &target,
             &set.specs,
             now,
             self.cas_retries,
             self.slot_min_idle,
-        );
-        self.answer(ri, set, checked, req.headers)
+        )
+    }
+
+    /// Decides one request of a local rule at `now` (ns since the Unix
+    /// epoch). A request a global rule applies to is [`Outcome::NotLimited`]
+    /// here: use [`Engine::start`].
+    pub fn evaluate<S: SharedStore + ?Sized>(
+        &self,
+        store: &mut S,
+        now: u64,
+        req: &RequestInfo,
+    ) -> Evaluation {
+        match self.start(store, now, req) {
+            Start::Done(e) => e,
+            Start::Call(c) => Evaluation::plain(Some(c.rule), Outcome::NotLimited),
+        }
+    }
+
+    /// The first step of a request: a local rule decides it now; a global
+    /// rule gives the call to make (unless `local_precheck` refuses it).
+    pub fn start<S: SharedStore + ?Sized>(
+        &self,
+        store: &mut S,
+        now: u64,
+        req: &RequestInfo,
+    ) -> Start {
+        let (ri, si, parts) = match self.resolve(req) {
+            Ok(r) => r,
+            Err(e) => return Start::Done(e),
+        };
+        let (Some(rule), key) = (self.rules.get(ri), Self::parts_key(&parts)) else {
+            return Start::Done(Evaluation::plain(None, Outcome::NotLimited));
+        };
+        let Some(set) = rule.sets.get(si) else {
+            return Start::Done(Evaluation::plain(Some(ri), Outcome::NotLimited));
+        };
+        let Some(global) = &rule.global else {
+            let checked = self.check_set(store, now, set, &key);
+            return Start::Done(self.answer(ri, set, checked, req.headers));
+        };
+        if let Some(pre) = global.precheck.get(si) {
+            if !self.shadow {
+                if let Checked::Limited {
+                    retry_after,
+                    status,
+                    trace,
+                } = self.check_set(&mut ReadOnly(store), now, pre, &key)
+                {
+                    let mut e = self.answer(
+                        ri,
+                        pre,
+                        Checked::Limited {
+                            retry_after,
+                            status,
+                            trace,
+                        },
+                        req.headers,
+                    );
+                    e.global.precheck_limited = true;
+                    return Start::Done(e);
+                }
+            }
+        }
+        Start::Call(GlobalCall {
+            rule: ri,
+            set: si,
+            message: rls::encode_request(&self.rls_request(rule, set, &global.cfg, &parts)),
+            key,
+        })
+    }
+
+    /// The `RateLimitRequest` of one request (see [`crate::rls`]).
+    fn rls_request(
+        &self,
+        rule: &CompiledRule,
+        set: &LimitSet,
+        global: &Global,
+        parts: &[Option<Vec<u8>>],
+    ) -> RlsRequest {
+        let mut common = Vec::with_capacity(parts.len());
+        for (part, value) in rule.descriptor.iter().zip(parts) {
+            let v = match value {
+                Some(v) => rls::entry_value(v),
+                None => rls::ANONYMOUS_VALUE.to_string(),
+            };
+            common.push((rls::part_key(part), v));
+        }
+        let descriptors = set
+            .specs
+            .iter()
+            .map(|spec| {
+                let mut entries = Vec::with_capacity(3 + common.len());
+                entries.push((rls::ENTRY_RULE.to_string(), rule.name.clone()));
+                if let Some(p) = &set.plan {
+                    entries.push((rls::ENTRY_PLAN.to_string(), p.clone()));
+                }
+                entries.push((rls::ENTRY_LIMIT.to_string(), spec.name.clone()));
+                entries.extend(common.iter().cloned());
+                entries
+            })
+            .collect();
+        RlsRequest {
+            domain: global.domain.clone(),
+            descriptors,
+            hits_addend: 1,
+        }
+    }
+
+    /// Finishes a global call with the service's answer (`Ok`: the decoded
+    /// response of a call with gRPC status OK) or its failure.
+    pub fn finish<S: SharedStore + ?Sized>(
+        &self,
+        store: &mut S,
+        now: u64,
+        call: &GlobalCall,
+        answer: Result<RlsResponse, GlobalError>,
+        headers: &HeaderSnapshot,
+    ) -> Evaluation {
+        let ri = call.rule;
+        let (Some(rule), si) = (self.rules.get(ri), call.set) else {
+            return Evaluation::plain(None, Outcome::NotLimited);
+        };
+        let (Some(set), Some(global)) = (rule.sets.get(si), rule.global.as_ref()) else {
+            return Evaluation::plain(Some(ri), Outcome::NotLimited);
+        };
+        let answer = answer.and_then(|r| {
+            if r.overall_code == Code::Unknown || r.statuses.len() != set.specs.len() {
+                Err(GlobalError::BadAnswer)
+            } else {
+                Ok(r)
+            }
+        });
+        match answer {
+            Ok(resp) => {
+                let mut e = self.global_answer(ri, set, &resp, headers);
+                if e.outcome == Outcome::Allowed {
+                    if let Some(pre) = global.precheck.get(si) {
+                        // The precheck bucket counts what the service let
+                        // through; its verdict does not matter here.
+                        let _ = self.check_set(store, now, pre, &call.key);
+                    }
+                }
+                e.global.answered = Some(resp.overall_code);
+                e
+            }
+            Err(err) => {
+                let mode = global.cfg.on_error;
+                let mut e = match mode {
+                    GlobalOnError::Allow => Evaluation::plain(Some(ri), Outcome::Allowed),
+                    GlobalOnError::Deny if self.shadow => {
+                        Evaluation::plain(Some(ri), Outcome::ShadowLimited)
+                    }
+                    GlobalOnError::Deny => {
+                        let mut e = Evaluation::plain(Some(ri), Outcome::Limited);
+                        e.reply = Some(self.limited_reply(
+                            1,
+                            Vec::new(),
+                            "rate_limit_unavailable",
+                            "the rate limit service is unavailable",
+                            headers,
+                        ));
+                        e
+                    }
+                    GlobalOnError::Local => match global.fallback.get(si) {
+                        Some(fb) => {
+                            let checked = self.check_set(store, now, fb, &call.key);
+                            self.answer(ri, fb, checked, headers)
+                        }
+                        None => Evaluation::plain(Some(ri), Outcome::Allowed),
+                    },
+                };
+                e.global.error = Some(err);
+                e.global.fallback = Some(mode);
+                e
+            }
+        }
+    }
+
+    /// The evaluation for a valid answer of the service (same number of
+    /// statuses as limits).
+    fn global_answer(
+        &self,
+        ri: usize,
+        set: &LimitSet,
+        resp: &RlsResponse,
+        headers: &HeaderSnapshot,
+    ) -> Evaluation {
+        let specs: Vec<LimitSpec> = set
+            .specs
+            .iter()
+            .zip(&resp.statuses)
+            .map(|(spec, st)| match &st.current_limit {
+                Some(l) if crate::config::is_simple_name(&l.name) => LimitSpec {
+                    name: l.name.clone(),
+                    ..spec.clone()
+                },
+                _ => spec.clone(),
+            })
+            .collect();
+        let status: Vec<LimitStatus> = specs
+            .iter()
+            .zip(&resp.statuses)
+            .map(|(spec, st)| LimitStatus {
+                limit: spec.burst,
+                remaining: u64::from(st.limit_remaining).min(spec.burst),
+                reset: st
+                    .duration_until_reset
+                    .map_or(0, |ns| ceil_secs(u128::from(ns))),
+                window: ceil_secs(spec.capacity()),
+            })
+            .collect();
+        let mut hs = rate_headers(self.headers, &specs, &status);
+        let service_response = valid_headers(&resp.response_headers_to_add);
+        hs.extend(service_response.iter().cloned());
+        let over = resp.overall_code == Code::OverLimit;
+        let mut e = Evaluation::plain(Some(ri), Outcome::Allowed);
+        if over && !self.shadow {
+            let retry_after = resp
+                .statuses
+                .iter()
+                .filter(|st| st.code == Code::OverLimit)
+                .chain(
+                    resp.statuses
+                        .iter()
+                        .filter(|_| !resp.statuses.iter().any(|st| st.code == Code::OverLimit)),
+                )
+                .filter_map(|st| st.duration_until_reset)
+                .map(|ns| ceil_secs(u128::from(ns)))
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            e.outcome = Outcome::Limited;
+            e.reply = Some(self.limited_reply(
+                retry_after,
+                hs,
+                "rate_limited",
+                "too many requests",
+                headers,
+            ));
+            return e;
+        }
+        if over {
+            e.outcome = Outcome::ShadowLimited;
+        }
+        e.response_ops = hs.into_iter().map(|(k, v)| HeaderOp::Set(k, v)).collect();
+        e.request_ops = valid_headers(&resp.request_headers_to_add)
+            .into_iter()
+            .map(|(k, v)| HeaderOp::Set(k, v))
+            .collect();
+        e
     }
 
     fn answer(
@@ -431,7 +880,9 @@ impl Engine {
                     .into_iter()
                     .map(|(k, v)| HeaderOp::Set(k, v))
                     .collect(),
+                request_ops: Vec::new(),
                 trace,
+                global: GlobalTrace::default(),
             },
             Checked::Limited {
                 retry_after,
@@ -445,7 +896,9 @@ impl Engine {
                         outcome: Outcome::ShadowLimited,
                         reply: None,
                         response_ops: hs.into_iter().map(|(k, v)| HeaderOp::Set(k, v)).collect(),
+                        request_ops: Vec::new(),
                         trace,
+                        global: GlobalTrace::default(),
                     };
                 }
                 Evaluation {
@@ -459,7 +912,9 @@ impl Engine {
                         headers,
                     )),
                     response_ops: Vec::new(),
+                    request_ops: Vec::new(),
                     trace,
+                    global: GlobalTrace::default(),
                 }
             }
             Checked::Failed { reason, trace } => {
@@ -477,7 +932,9 @@ impl Engine {
                         )
                     }),
                     response_ops: Vec::new(),
+                    request_ops: Vec::new(),
                     trace,
+                    global: GlobalTrace::default(),
                 }
             }
         }
@@ -499,6 +956,27 @@ impl Engine {
             body: error_body(code, message, request_id(headers)),
         }
     }
+}
+
+/// The service's headers that are safe to set: a lower-case header name
+/// (pseudo-headers and `content-length` / `host` excluded) and a value of
+/// visible ASCII, spaces and tabs. Others are left out.
+pub fn valid_headers(hs: &[rls::HeaderValue]) -> Vec<(String, String)> {
+    hs.iter()
+        .filter_map(|h| {
+            let key = h.key.to_ascii_lowercase();
+            let name_ok = gatehouse_core::config::validate_header_name("h", &key).is_ok()
+                && !matches!(
+                    key.as_str(),
+                    "content-length" | "host" | "transfer-encoding"
+                );
+            let value = std::str::from_utf8(&h.value).ok()?;
+            let value_ok = value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+            (name_ok && value_ok).then(|| (key, value.to_string()))
+        })
+        .collect()
 }
 
 /// The request id for error bodies (the one rule of every gatehouse filter).
