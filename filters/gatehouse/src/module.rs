@@ -213,12 +213,11 @@ impl FusedHttp {
     }
 }
 
-impl Context for FusedHttp {
-    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
-        fused::begin_callback();
-        for s in self.stages.iter_mut().take(self.entered) {
-            s.on_http_call_response(token, headers, body, trailers);
-        }
+impl FusedHttp {
+    /// After a stage's callout answered: when the stage asked to resume
+    /// (and answered nothing itself), run the remaining stages, then let
+    /// Envoy go on.
+    fn after_callout(&mut self) {
         let (local_reply, resume) = fused::end_callback();
         if local_reply || !resume {
             return;
@@ -226,6 +225,34 @@ impl Context for FusedHttp {
         if self.run_request() == Action::Continue {
             gatehouse_proxy::resume_paused_request();
         }
+    }
+}
+
+impl Context for FusedHttp {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+        fused::begin_callback();
+        for s in self.stages.iter_mut().take(self.entered) {
+            s.on_http_call_response(token, headers, body, trailers);
+        }
+        self.after_callout();
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        // Tokens are per VM: only the stage that made the call knows it.
+        fused::begin_callback();
+        for s in self.stages.iter_mut().take(self.entered) {
+            s.on_grpc_call_response(token, status, size);
+        }
+        self.after_callout();
+    }
+
+    fn on_done(&mut self) -> bool {
+        // Every stage that saw the request cleans up (e.g. cancels a
+        // callout in flight when the client went away).
+        for s in self.stages.iter_mut().take(self.entered) {
+            s.on_done();
+        }
+        true
     }
 }
 

@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 pub use proxy_wasm;
 
+pub mod grpc;
 pub mod shared_data;
 
 /// What a filter's adapter gives the one generic root context, [`Root`]:

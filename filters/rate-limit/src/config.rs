@@ -521,6 +521,11 @@ impl Global {
             "must be an Envoy cluster name: 1-255 characters of letters, digits, `|`, `.`, `-`, `_`, `:`",
         )?;
         ensure(
+            !crate::rls::parses_as_protobuf(self.cluster.as_bytes()),
+            &format!("{at}.cluster"),
+            "Envoy would read this name as a serialized GrpcService message; rename the cluster",
+        )?;
+        ensure(
             !self.domain.is_empty()
                 && self.domain.len() <= 128
                 && self

@@ -3,11 +3,11 @@
 //! answer back out (local reply, or rate-limit headers on the upstream's
 //! response), and the counters.
 
-use crate::config::Config;
-use crate::engine::{Engine, Outcome};
+use crate::config::{Config, GlobalOnError};
+use crate::engine::{Engine, Evaluation, GlobalCall, GlobalError, Outcome, Start};
 use crate::key::RequestInfo;
 use crate::table::{ensure_keys, SetResult, SharedStore, StoreError};
-use gatehouse_core::{parse_json, Clock, ConfigError, HeaderOp};
+use gatehouse_core::{parse_json, Clock, ConfigError, HeaderOp, HeaderSnapshot};
 use gatehouse_proxy::{Counter, HostClock};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -52,7 +52,60 @@ impl Counters {
     }
 }
 
+/// The global mode's counters (`gatehouse.rate_limit.global.*`).
+struct GlobalCounters {
+    calls: Counter,
+    ok: Counter,
+    over_limit: Counter,
+    error_dispatch: Counter,
+    error_timeout: Counter,
+    error_unavailable: Counter,
+    error_status: Counter,
+    error_bad_answer: Counter,
+    fallback_allow: Counter,
+    fallback_deny: Counter,
+    fallback_local: Counter,
+    precheck_limited: Counter,
+    cancelled: Counter,
+    /// Answer latency: <= 1, 5, 25, 100, 500 ms, and more.
+    latency: [Counter; 6],
+}
+
+impl GlobalCounters {
+    fn define() -> GlobalCounters {
+        GlobalCounters {
+            calls: Counter::define("gatehouse.rate_limit.global.calls"),
+            ok: Counter::define("gatehouse.rate_limit.global.ok"),
+            over_limit: Counter::define("gatehouse.rate_limit.global.over_limit"),
+            error_dispatch: Counter::define("gatehouse.rate_limit.global.error.dispatch"),
+            error_timeout: Counter::define("gatehouse.rate_limit.global.error.timeout"),
+            error_unavailable: Counter::define("gatehouse.rate_limit.global.error.unavailable"),
+            error_status: Counter::define("gatehouse.rate_limit.global.error.status"),
+            error_bad_answer: Counter::define("gatehouse.rate_limit.global.error.bad_answer"),
+            fallback_allow: Counter::define("gatehouse.rate_limit.global.fallback.allow"),
+            fallback_deny: Counter::define("gatehouse.rate_limit.global.fallback.deny"),
+            fallback_local: Counter::define("gatehouse.rate_limit.global.fallback.local"),
+            precheck_limited: Counter::define("gatehouse.rate_limit.global.precheck_limited"),
+            cancelled: Counter::define("gatehouse.rate_limit.global.cancelled"),
+            latency: [
+                Counter::define("gatehouse.rate_limit.global.latency.le_1ms"),
+                Counter::define("gatehouse.rate_limit.global.latency.le_5ms"),
+                Counter::define("gatehouse.rate_limit.global.latency.le_25ms"),
+                Counter::define("gatehouse.rate_limit.global.latency.le_100ms"),
+                Counter::define("gatehouse.rate_limit.global.latency.le_500ms"),
+                Counter::define("gatehouse.rate_limit.global.latency.gt_500ms"),
+            ],
+        }
+    }
+
+    fn latency(&self, elapsed_ms: u64) -> &Counter {
+        let i = crate::rls::latency_bucket(elapsed_ms);
+        self.latency.get(i).unwrap_or(&self.calls)
+    }
+}
+
 struct Metrics {
+    global: Option<GlobalCounters>,
     all: Counters,
     per_rule: Vec<Counters>,
     missing_key: Counter,
@@ -90,6 +143,11 @@ impl gatehouse_proxy::Filter for Shared {
         }
         let base = "gatehouse.rate_limit";
         let metrics = Metrics {
+            global: engine
+                .rules
+                .iter()
+                .any(|r| r.global.is_some())
+                .then(GlobalCounters::define),
             all: Counters::define(base),
             per_rule: engine
                 .rules
@@ -108,36 +166,35 @@ impl gatehouse_proxy::Filter for Shared {
         Box::new(RateLimit {
             shared,
             response_ops: Vec::new(),
+            pending: None,
         })
     }
 }
 
 pub type Root = gatehouse_proxy::Root<Shared>;
 
+/// A global callout in flight.
+struct Pending {
+    token: u32,
+    call: GlobalCall,
+    /// When it was sent (ns).
+    started: u64,
+    /// The request headers (for the request id of an error body).
+    headers: HeaderSnapshot,
+}
+
 struct RateLimit {
     shared: Rc<Shared>,
     /// Rate-limit headers for the upstream's response.
     response_ops: Vec<HeaderOp>,
+    pending: Option<Pending>,
 }
 
-impl Context for RateLimit {}
-
-impl HttpContext for RateLimit {
-    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+impl RateLimit {
+    /// Counts an evaluation, then answers locally (true) or keeps the
+    /// headers for the request and the response (false).
+    fn act(&mut self, ev: Evaluation) -> bool {
         let s = &self.shared;
-        let headers = gatehouse_proxy::request_headers();
-        let source = if s.engine.needs_source_address() {
-            gatehouse_proxy::property(&["source", "address"])
-        } else {
-            None
-        };
-        let req = RequestInfo {
-            headers: &headers,
-            source_address: source.as_deref(),
-        };
-        let ev = s
-            .engine
-            .evaluate(&mut HostStore, HostClock.now_unix_nanos(), &req);
         let m = &s.metrics;
         let rule = ev.rule.and_then(|i| m.per_rule.get(i));
         let rule_name = ev
@@ -176,6 +233,32 @@ impl HttpContext for RateLimit {
         for _ in 0..ev.trace.conflicts {
             m.cas_conflicts.inc();
         }
+        if let Some(g) = &m.global {
+            let gt = &ev.global;
+            match gt.answered {
+                Some(crate::rls::Code::OverLimit) => g.over_limit.inc(),
+                Some(_) => g.ok.inc(),
+                None => {}
+            }
+            if let Some(err) = gt.error {
+                match err {
+                    GlobalError::Dispatch => g.error_dispatch.inc(),
+                    GlobalError::Timeout => g.error_timeout.inc(),
+                    GlobalError::Unavailable => g.error_unavailable.inc(),
+                    GlobalError::Status => g.error_status.inc(),
+                    GlobalError::BadAnswer => g.error_bad_answer.inc(),
+                }
+            }
+            match gt.fallback {
+                Some(GlobalOnError::Allow) => g.fallback_allow.inc(),
+                Some(GlobalOnError::Deny) => g.fallback_deny.inc(),
+                Some(GlobalOnError::Local) => g.fallback_local.inc(),
+                None => {}
+            }
+            if gt.precheck_limited {
+                g.precheck_limited.inc();
+            }
+        }
         if let Some(reply) = ev.reply {
             let hs: Vec<(&str, &str)> = reply
                 .headers
@@ -183,10 +266,152 @@ impl HttpContext for RateLimit {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             gatehouse_proxy::send_local_reply(reply.status, &hs, reply.body.as_bytes());
-            return Action::Pause;
+            return true;
+        }
+        if !ev.request_ops.is_empty() {
+            gatehouse_proxy::apply_request_ops(&ev.request_ops);
         }
         self.response_ops = ev.response_ops;
-        Action::Continue
+        false
+    }
+
+    /// Sends the call of a global rule; `Pause` while it is out.
+    fn call(&mut self, call: GlobalCall, headers: HeaderSnapshot) -> Action {
+        let s = Rc::clone(&self.shared);
+        let Some(global) = s.engine.rules.get(call.rule).and_then(|r| r.global.as_ref()) else {
+            return Action::Continue;
+        };
+        if let Some(g) = &s.metrics.global {
+            g.calls.inc();
+        }
+        let timeout = std::time::Duration::from_millis(u64::from(global.cfg.timeout_ms));
+        match gatehouse_proxy::grpc::dispatch(
+            &global.cfg.cluster,
+            crate::rls::SERVICE,
+            crate::rls::METHOD,
+            &call.message,
+            timeout,
+        ) {
+            Ok(token) => {
+                self.pending = Some(Pending {
+                    token,
+                    call,
+                    started: HostClock.now_unix_nanos(),
+                    headers,
+                });
+                Action::Pause
+            }
+            Err(status) => {
+                log::warn!(
+                    "gatehouse {FILTER}: rate-limit service cluster `{}`: call not started ({status})",
+                    global.cfg.cluster
+                );
+                let ev = s.engine.finish(
+                    &mut HostStore,
+                    HostClock.now_unix_nanos(),
+                    &call,
+                    Err(GlobalError::Dispatch),
+                    &headers,
+                );
+                if self.act(ev) {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                }
+            }
+        }
+    }
+}
+
+impl Context for RateLimit {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        let Some(p) = self.pending.take_if(|p| p.token == token) else {
+            return;
+        };
+        let s = Rc::clone(&self.shared);
+        let now = HostClock.now_unix_nanos();
+        let elapsed_ms = now.saturating_sub(p.started) / 1_000_000;
+        let timeout_ms = s
+            .engine
+            .rules
+            .get(p.call.rule)
+            .and_then(|r| r.global.as_ref())
+            .map_or(u64::MAX, |g| u64::from(g.cfg.timeout_ms));
+        if let Some(g) = &s.metrics.global {
+            g.latency(elapsed_ms).inc();
+        }
+        let answer = match GlobalError::from_grpc_status(status, elapsed_ms >= timeout_ms) {
+            Some(err) => {
+                let msg = gatehouse_proxy::grpc::status()
+                    .map(|(_, m)| String::from_utf8_lossy(&m).into_owned())
+                    .unwrap_or_default();
+                log::warn!(
+                    "gatehouse {FILTER}: rate-limit service failed: gRPC status {status} after {elapsed_ms} ms ({}): {msg}",
+                    err.name()
+                );
+                Err(err)
+            }
+            None => gatehouse_proxy::grpc::response_body(size)
+                .ok_or(GlobalError::BadAnswer)
+                .and_then(|b| {
+                    crate::rls::decode_response(&b).map_err(|e| {
+                        log::warn!("gatehouse {FILTER}: rate-limit service answer: {}", e.0);
+                        GlobalError::BadAnswer
+                    })
+                }),
+        };
+        let ev = s
+            .engine
+            .finish(&mut HostStore, now, &p.call, answer, &p.headers);
+        if let Some(err) = ev.global.error {
+            if err == GlobalError::BadAnswer {
+                log::warn!("gatehouse {FILTER}: rate-limit service gave an unusable answer");
+            }
+        }
+        if !self.act(ev) {
+            gatehouse_proxy::resume_request();
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Some(p) = self.pending.take() {
+            // The client went away while the call was out: the answer must
+            // not resume a request that no longer exists.
+            gatehouse_proxy::grpc::cancel(p.token);
+            if let Some(g) = &self.shared.metrics.global {
+                g.cancelled.inc();
+            }
+        }
+        true
+    }
+}
+
+impl HttpContext for RateLimit {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let s = Rc::clone(&self.shared);
+        let headers = gatehouse_proxy::request_headers();
+        let source = if s.engine.needs_source_address() {
+            gatehouse_proxy::property(&["source", "address"])
+        } else {
+            None
+        };
+        let req = RequestInfo {
+            headers: &headers,
+            source_address: source.as_deref(),
+        };
+        match s
+            .engine
+            .start(&mut HostStore, HostClock.now_unix_nanos(), &req)
+        {
+            Start::Done(ev) => {
+                if self.act(ev) {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                }
+            }
+            Start::Call(call) => self.call(call, headers),
+        }
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {

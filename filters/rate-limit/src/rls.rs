@@ -58,6 +58,15 @@ pub const B64_PREFIX: &str = "b64:";
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 pub const METHOD: &str = "ShouldRateLimit";
 
+/// The latency bucket of a callout that took `ms`: 0 for <= 1 ms, then
+/// <= 5, <= 25, <= 100, <= 500, and 5 for more.
+pub fn latency_bucket(ms: u64) -> usize {
+    [1, 5, 25, 100, 500]
+        .iter()
+        .position(|&le| ms <= le)
+        .unwrap_or(5)
+}
+
 /// A descriptor entry value from a part's bytes: the bytes themselves when
 /// they are UTF-8 and do not start with `b64:`, else `b64:` + standard
 /// base64 (padded) of the bytes.
@@ -258,6 +267,63 @@ impl<'a> Reader<'a> {
         };
         Ok(Some((field, value)))
     }
+}
+
+/// Whether `data` reads as a complete protobuf message (groups included).
+/// Envoy takes the "cluster" argument of a gRPC callout as a serialized
+/// `GrpcService` when it parses as one, so a cluster name that does is
+/// refused in the configuration.
+pub fn parses_as_protobuf(data: &[u8]) -> bool {
+    fn skip_group(r: &mut Reader<'_>, field: u64, depth: u32) -> bool {
+        loop {
+            let Ok(tag) = r.varint() else { return false };
+            match tag & 7 {
+                4 => return tag >> 3 == field,
+                3 => {
+                    if depth > 8 || !skip_group(r, tag >> 3, depth + 1) {
+                        return false;
+                    }
+                }
+                _ => {
+                    r.data = match rest_after(r.data, tag) {
+                        Some(rest) => rest,
+                        None => return false,
+                    };
+                }
+            }
+        }
+    }
+    fn rest_after(data: &[u8], tag: u64) -> Option<&[u8]> {
+        let mut r = Reader { data };
+        match tag & 7 {
+            0 => r.varint().ok().map(|_| r.data),
+            1 => r.take(8).ok().map(|_| r.data),
+            2 => {
+                let n = r.varint().ok()?;
+                r.take(n).ok().map(|_| r.data)
+            }
+            5 => r.take(4).ok().map(|_| r.data),
+            _ => None,
+        }
+    }
+    let mut r = Reader { data };
+    while !r.data.is_empty() {
+        let Ok(tag) = r.varint() else { return false };
+        if tag >> 3 == 0 {
+            return false;
+        }
+        if tag & 7 == 3 {
+            if !skip_group(&mut r, tag >> 3, 0) {
+                return false;
+            }
+            continue;
+        }
+        match rest_after(r.data, tag) {
+            Some(rest) => r.data = rest,
+            None => return false,
+        }
+    }
+    true
 }
 
 fn fields(data: &[u8]) -> Reader<'_> {
