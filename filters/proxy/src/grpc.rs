@@ -95,8 +95,7 @@ pub fn response_body(size: usize) -> Option<Vec<u8>> {
     let mut data: *mut u8 = null_mut();
     let mut len: usize = 0;
     // SAFETY: as in `status`.
-    let st =
-        unsafe { proxy_get_buffer_bytes(GRPC_RECEIVE_BUFFER, 0, size, &mut data, &mut len) };
+    let st = unsafe { proxy_get_buffer_bytes(GRPC_RECEIVE_BUFFER, 0, size, &mut data, &mut len) };
     match st {
         STATUS_OK if data.is_null() => Some(Vec::new()),
         // SAFETY: as in `status`.

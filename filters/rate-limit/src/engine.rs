@@ -1435,4 +1435,322 @@ mod tests {
         let h = HeaderSnapshot::from_pairs([("x-request-id", "abc-1")]);
         assert_eq!(request_id(&h), Some("abc-1"));
     }
+
+    // ---- global mode ----
+
+    use crate::rls::{decode_request, CurrentLimit, DescriptorStatus, HeaderValue, RlsResponse};
+
+    const GLOBAL: &str = r#"{"slots": 64, "rules": [{"name": "api", "descriptor": ["client_id", {"header": "x-k"}],
+        "plans": {"gold": [{"rate": 4, "per": "hour"}, {"name": "daily", "rate": 100, "per": "day"}],
+                  "free": [{"rate": 4, "per": "hour"}]},
+        "default_plan": "free",
+        "global": {"cluster": "rls", "domain": "edge"}}]}"#;
+
+    fn with_global(json: &str, global: &str) -> String {
+        json.replace(r#"{"cluster": "rls", "domain": "edge"}"#, global)
+    }
+
+    fn call(e: &Engine, s: &mut MemoryStore, h: &HeaderSnapshot) -> GlobalCall {
+        match e.start(
+            s,
+            T0,
+            &RequestInfo {
+                headers: h,
+                source_address: None,
+            },
+        ) {
+            Start::Call(c) => c,
+            Start::Done(ev) => panic!("no call: {ev:?}"),
+        }
+    }
+
+    fn status(code: Code, remaining: u32, reset_ns: u64) -> DescriptorStatus {
+        DescriptorStatus {
+            code,
+            current_limit: Some(CurrentLimit {
+                name: String::new(),
+                requests_per_unit: 4,
+                unit: 3,
+            }),
+            limit_remaining: remaining,
+            duration_until_reset: Some(reset_ns),
+        }
+    }
+
+    fn resp(code: Code, statuses: Vec<DescriptorStatus>) -> RlsResponse {
+        RlsResponse {
+            overall_code: code,
+            statuses,
+            response_headers_to_add: Vec::new(),
+            request_headers_to_add: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn global_request_carries_rule_plan_limit_and_parts() {
+        let (e, mut s) = engine(GLOBAL);
+        let h = req(&[("x-client-id", "alice"), ("x-client-plan", "gold")]);
+        let c = call(&e, &mut s, &h);
+        let r = decode_request(&c.message).unwrap();
+        assert_eq!(r.domain, "edge");
+        assert_eq!(r.hits_addend, 1);
+        let kv = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            r.descriptors,
+            vec![
+                kv(&[
+                    ("gatehouse_rule", "api"),
+                    ("plan", "gold"),
+                    ("limit", "4-per-hour"),
+                    ("client_id", "alice"),
+                    ("header:x-k", rls::ANONYMOUS_VALUE)
+                ]),
+                kv(&[
+                    ("gatehouse_rule", "api"),
+                    ("plan", "gold"),
+                    ("limit", "daily"),
+                    ("client_id", "alice"),
+                    ("header:x-k", rls::ANONYMOUS_VALUE)
+                ]),
+            ]
+        );
+        // Unknown plan: the default plan; non-UTF-8 value: b64.
+        let h = HeaderSnapshot::new(vec![
+            (":authority".to_string(), b"a".to_vec()),
+            (":path".to_string(), b"/".to_vec()),
+            ("x-client-id".to_string(), vec![0xff, 0x00]),
+            ("x-k".to_string(), b"b64:1".to_vec()),
+        ]);
+        let r = decode_request(&call(&e, &mut s, &h).message).unwrap();
+        assert_eq!(
+            r.descriptors,
+            vec![kv(&[
+                ("gatehouse_rule", "api"),
+                ("plan", "free"),
+                ("limit", "4-per-hour"),
+                ("client_id", "b64:/wA="),
+                ("header:x-k", "b64:YjY0OjE=")
+            ])]
+        );
+    }
+
+    #[test]
+    fn global_answers_map_to_headers_and_429() {
+        let (e, mut s) = engine(GLOBAL);
+        let h = req(&[("x-client-id", "alice"), ("x-request-id", "rid-9")]);
+        let c = call(&e, &mut s, &h);
+        let mut ok = resp(Code::Ok, vec![status(Code::Ok, 2, 1_800 * NANOS + 1)]);
+        ok.response_headers_to_add.push(HeaderValue {
+            key: "X-Svc".into(),
+            value: b"a".to_vec(),
+        });
+        ok.response_headers_to_add.push(HeaderValue {
+            key: "bad header".into(),
+            value: b"a".to_vec(),
+        });
+        ok.request_headers_to_add.push(HeaderValue {
+            key: "x-up".into(),
+            value: b"1".to_vec(),
+        });
+        ok.request_headers_to_add.push(HeaderValue {
+            key: "x-crlf".into(),
+            value: b"a\r\nb".to_vec(),
+        });
+        let ev = e.finish(&mut s, T0, &c, Ok(ok), &h);
+        assert_eq!(ev.outcome, Outcome::Allowed);
+        assert_eq!(ev.global.answered, Some(Code::Ok));
+        assert_eq!(header(&ev.response_ops, "x-ratelimit-limit"), Some("4"));
+        assert_eq!(header(&ev.response_ops, "x-ratelimit-remaining"), Some("2"));
+        assert_eq!(header(&ev.response_ops, "x-ratelimit-reset"), Some("1801"));
+        assert_eq!(header(&ev.response_ops, "x-svc"), Some("a"));
+        assert_eq!(ev.response_ops.len(), 4);
+        assert_eq!(ev.request_ops, vec![HeaderOp::set("x-up", "1")]);
+
+        let over = resp(
+            Code::OverLimit,
+            vec![status(Code::OverLimit, 0, 12 * NANOS)],
+        );
+        let ev = e.finish(&mut s, T0, &c, Ok(over.clone()), &h);
+        assert_eq!(ev.outcome, Outcome::Limited);
+        let r = ev.reply.unwrap();
+        assert_eq!(r.status, 429);
+        assert_eq!(reply_header(&r, "retry-after"), Some("12"));
+        assert_eq!(reply_header(&r, "x-ratelimit-remaining"), Some("0"));
+        assert!(
+            r.body.contains("rate_limited") && r.body.contains("rid-9"),
+            "{}",
+            r.body
+        );
+
+        // IETF style, names from current_limit when set.
+        let (e2, mut s2) =
+            engine(&GLOBAL.replace(r#""slots": 64"#, r#""slots": 64, "headers": "ietf""#));
+        let mut st = status(Code::Ok, 3, 10 * NANOS);
+        st.current_limit.as_mut().unwrap().name = "svc-name".into();
+        let c2 = call(&e2, &mut s2, &h);
+        let ev = e2.finish(&mut s2, T0, &c2, Ok(resp(Code::Ok, vec![st])), &h);
+        assert_eq!(
+            header(&ev.response_ops, "ratelimit"),
+            Some("\"svc-name\";r=3;t=10")
+        );
+        assert_eq!(
+            header(&ev.response_ops, "ratelimit-policy"),
+            Some("\"svc-name\";q=4;w=3600")
+        );
+
+        // Shadow: counted, never rejected.
+        let (e3, mut s3) =
+            engine(&GLOBAL.replace(r#""slots": 64"#, r#""slots": 64, "shadow": true"#));
+        let c3 = call(&e3, &mut s3, &h);
+        let ev = e3.finish(&mut s3, T0, &c3, Ok(over), &h);
+        assert_eq!(ev.outcome, Outcome::ShadowLimited);
+        assert!(ev.reply.is_none());
+        assert_eq!(header(&ev.response_ops, "x-ratelimit-remaining"), Some("0"));
+    }
+
+    #[test]
+    fn bad_answers_and_errors_follow_on_error() {
+        for (mode, want) in [("allow", Outcome::Allowed), ("deny", Outcome::Limited)] {
+            let json = with_global(
+                GLOBAL,
+                &format!(r#"{{"cluster": "rls", "on_error": "{mode}"}}"#),
+            );
+            let (e, mut s) = engine(&json);
+            let h = req(&[("x-client-id", "alice")]);
+            let c = call(&e, &mut s, &h);
+            for answer in [
+                Ok(resp(Code::Ok, vec![])),
+                Ok(resp(
+                    Code::Ok,
+                    vec![status(Code::Ok, 1, 0), status(Code::Ok, 1, 0)],
+                )),
+                Ok(resp(Code::Unknown, vec![status(Code::Ok, 1, 0)])),
+                Err(GlobalError::Timeout),
+            ] {
+                let expect_err = match &answer {
+                    Err(err) => *err,
+                    Ok(_) => GlobalError::BadAnswer,
+                };
+                let ev = e.finish(&mut s, T0, &c, answer, &h);
+                assert_eq!(ev.outcome, want, "{mode}");
+                assert_eq!(ev.global.error, Some(expect_err));
+                if mode == "deny" {
+                    let r = ev.reply.unwrap();
+                    assert_eq!(reply_header(&r, "retry-after"), Some("1"));
+                    assert!(r.body.contains("rate_limit_unavailable"));
+                } else {
+                    assert!(ev.reply.is_none());
+                }
+            }
+        }
+        assert_eq!(GlobalError::from_grpc_status(0, true), None);
+        assert_eq!(
+            GlobalError::from_grpc_status(4, false),
+            Some(GlobalError::Timeout)
+        );
+        assert_eq!(
+            GlobalError::from_grpc_status(14, false),
+            Some(GlobalError::Unavailable)
+        );
+        assert_eq!(
+            GlobalError::from_grpc_status(14, true),
+            Some(GlobalError::Timeout)
+        );
+        assert_eq!(
+            GlobalError::from_grpc_status(13, false),
+            Some(GlobalError::Status)
+        );
+    }
+
+    #[test]
+    fn local_fallback_divides_by_replicas_exactly() {
+        let json = with_global(
+            GLOBAL,
+            r#"{"cluster": "rls", "on_error": "local", "replicas": 2}"#,
+        );
+        let (e, mut s) = engine(&json);
+        let h = req(&[("x-client-id", "alice")]);
+        let c = call(&e, &mut s, &h);
+        let outcomes: Vec<Outcome> = (0..4)
+            .map(|_| {
+                e.finish(&mut s, T0, &c, Err(GlobalError::Unavailable), &h)
+                    .outcome
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Allowed,
+                Outcome::Allowed,
+                Outcome::Limited,
+                Outcome::Limited
+            ]
+        );
+        let ev = e.finish(&mut s, T0, &c, Err(GlobalError::Unavailable), &h);
+        assert_eq!(ev.global.fallback, Some(GlobalOnError::Local));
+        assert_eq!(
+            reply_header(ev.reply.as_ref().unwrap(), "x-ratelimit-limit"),
+            Some("2")
+        );
+        // Another client has its own fallback bucket.
+        let bob = req(&[("x-client-id", "bob")]);
+        let cb = call(&e, &mut s, &bob);
+        assert_eq!(
+            e.finish(&mut s, T0, &cb, Err(GlobalError::Dispatch), &bob)
+                .outcome,
+            Outcome::Allowed
+        );
+        // Every key the fallback can touch exists after configuration.
+        assert_eq!(e.all_keys().count(), 64 + 2);
+    }
+
+    #[test]
+    fn precheck_counts_only_what_the_service_allowed() {
+        let json = with_global(GLOBAL, r#"{"cluster": "rls", "local_precheck": true}"#);
+        let (e, mut s) = engine(&json);
+        let h = req(&[("x-client-id", "alice")]);
+        let ok = || resp(Code::Ok, vec![status(Code::Ok, 1, 0)]);
+        // Refusals by the service do not advance the precheck bucket.
+        for _ in 0..10 {
+            let c = call(&e, &mut s, &h);
+            let over = resp(Code::OverLimit, vec![status(Code::OverLimit, 0, NANOS)]);
+            assert_eq!(
+                e.finish(&mut s, T0, &c, Ok(over), &h).outcome,
+                Outcome::Limited
+            );
+        }
+        for _ in 0..4 {
+            let c = call(&e, &mut s, &h);
+            assert_eq!(
+                e.finish(&mut s, T0, &c, Ok(ok()), &h).outcome,
+                Outcome::Allowed
+            );
+        }
+        // The fifth is over locally already: refused without a call.
+        match e.start(
+            &mut s,
+            T0,
+            &RequestInfo {
+                headers: &h,
+                source_address: None,
+            },
+        ) {
+            Start::Done(ev) => {
+                assert_eq!(ev.outcome, Outcome::Limited);
+                assert!(ev.global.precheck_limited);
+                assert_eq!(
+                    reply_header(ev.reply.as_ref().unwrap(), "retry-after"),
+                    Some("900")
+                );
+            }
+            Start::Call(_) => panic!("precheck did not refuse"),
+        }
+        // Bob is unaffected.
+        call(&e, &mut s, &req(&[("x-client-id", "bob")]));
+    }
 }

@@ -278,7 +278,12 @@ impl RateLimit {
     /// Sends the call of a global rule; `Pause` while it is out.
     fn call(&mut self, call: GlobalCall, headers: HeaderSnapshot) -> Action {
         let s = Rc::clone(&self.shared);
-        let Some(global) = s.engine.rules.get(call.rule).and_then(|r| r.global.as_ref()) else {
+        let Some(global) = s
+            .engine
+            .rules
+            .get(call.rule)
+            .and_then(|r| r.global.as_ref())
+        else {
             return Action::Continue;
         };
         if let Some(g) = &s.metrics.global {

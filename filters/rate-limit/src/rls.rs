@@ -522,3 +522,148 @@ pub fn encode_response(resp: &RlsResponse) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn entry_values_are_utf8_or_b64() {
+        assert_eq!(entry_value(b"alice"), "alice");
+        assert_eq!(entry_value("é".as_bytes()), "é");
+        assert_eq!(entry_value(&[0xff]), "b64:/w==");
+        assert_eq!(entry_value(b"b64:x"), "b64:YjY0Ong=");
+        for (raw, b64) in [
+            (&b"f"[..], "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"\xfb\xff", "+/8="),
+        ] {
+            let mut s = String::new();
+            base64_encode(raw, &mut s);
+            assert_eq!(s, b64);
+        }
+        // The anonymous value is never the encoding of a real value.
+        assert!(!ANONYMOUS_VALUE[B64_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)));
+    }
+
+    #[test]
+    fn request_bytes_are_exact_and_round_trip() {
+        let req = RlsRequest {
+            domain: "d".to_string(),
+            descriptors: vec![vec![("k".to_string(), "v".to_string())]],
+            hits_addend: 1,
+        };
+        let bytes = encode_request(&req);
+        assert_eq!(
+            bytes,
+            [0x0a, 1, b'd', 0x12, 8, 0x0a, 6, 0x0a, 1, b'k', 0x12, 1, b'v', 0x18, 1]
+        );
+        assert_eq!(decode_request(&bytes).unwrap(), req);
+    }
+
+    fn sample() -> RlsResponse {
+        RlsResponse {
+            overall_code: Code::OverLimit,
+            statuses: vec![
+                DescriptorStatus {
+                    code: Code::Ok,
+                    current_limit: Some(CurrentLimit {
+                        name: "10-per-minute".to_string(),
+                        requests_per_unit: 10,
+                        unit: 2,
+                    }),
+                    limit_remaining: 3,
+                    duration_until_reset: Some(1_500_000_000),
+                },
+                DescriptorStatus {
+                    code: Code::OverLimit,
+                    current_limit: None,
+                    limit_remaining: 0,
+                    duration_until_reset: Some(7_000_000_000),
+                },
+            ],
+            response_headers_to_add: vec![HeaderValue {
+                key: "x-a".to_string(),
+                value: b"1".to_vec(),
+            }],
+            request_headers_to_add: vec![HeaderValue {
+                key: "x-b".to_string(),
+                value: vec![0xff],
+            }],
+        }
+    }
+
+    #[test]
+    fn response_round_trips_and_skips_unknown_fields() {
+        let r = sample();
+        let mut bytes = encode_response(&r);
+        assert_eq!(decode_response(&bytes).unwrap(), r);
+        // raw_body (5), a fixed64 and a fixed32 unknown field are skipped.
+        bytes.extend_from_slice(&[0x2a, 2, b'h', b'i', 0x49, 0, 0, 0, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&[0x4d, 1, 2, 3, 4]);
+        assert_eq!(decode_response(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn malformed_responses_are_errors() {
+        let bytes = encode_response(&sample());
+        for cut in 1..bytes.len() {
+            // Every strict prefix that ends inside a field is an error (some
+            // cut exactly between fields and decode to fewer statuses,
+            // which the engine refuses by count).
+            if let Ok(r) = decode_response(&bytes[..cut]) {
+                assert_ne!(r, sample());
+            }
+        }
+        assert!(decode_response(&[0x08]).is_err()); // varint missing
+        assert!(decode_response(&[0x0a, 0]).is_err()); // overall_code as bytes
+        assert!(decode_response(&[0x12, 5, 1]).is_err()); // truncated status
+        assert!(decode_response(&[0x0b]).is_err()); // group
+        assert!(decode_response(&[0x00, 0]).is_err()); // field 0
+        assert!(decode_response(&[0x1a, 2, 0x12, 0]).is_err()); // header without key
+        let empty = decode_response(&[]).unwrap();
+        assert_eq!(empty.overall_code, Code::Unknown);
+        assert!(empty.statuses.is_empty());
+    }
+
+    #[test]
+    fn negative_durations_are_zero() {
+        // duration_until_reset {seconds: -5}
+        let mut d = vec![0x08];
+        put_varint(&mut d, (-5i64) as u64);
+        let mut st = vec![0x08, 1];
+        put_bytes(&mut st, 4, &d);
+        let mut bytes = vec![0x08, 1];
+        put_bytes(&mut bytes, 2, &st);
+        let r = decode_response(&bytes).unwrap();
+        assert_eq!(r.statuses[0].duration_until_reset, Some(0));
+    }
+
+    #[test]
+    fn cluster_names_that_envoy_would_parse_as_protobuf() {
+        assert!(!parses_as_protobuf(b"rls"));
+        assert!(!parses_as_protobuf(b"ratelimit"));
+        assert!(!parses_as_protobuf(
+            b"outbound|8081||rls.default.svc.cluster.local"
+        ));
+        assert!(parses_as_protobuf(b"hi"));
+        assert!(parses_as_protobuf(b"kl"));
+    }
+
+    #[test]
+    fn latency_buckets() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(1), 0);
+        assert_eq!(latency_bucket(2), 1);
+        assert_eq!(latency_bucket(25), 2);
+        assert_eq!(latency_bucket(100), 3);
+        assert_eq!(latency_bucket(500), 4);
+        assert_eq!(latency_bucket(501), 5);
+    }
+}
