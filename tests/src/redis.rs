@@ -97,9 +97,33 @@ impl Redis {
     /// Kills Redis (SIGKILL: an abrupt failure).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A paused process dies on SIGKILL too; thaw it anyway.
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Freezes Redis (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused Redis (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis is running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig} {pid} failed");
     }
 
     /// One inline command; the first reply line (e.g. `+PONG`, `:3`).

@@ -414,6 +414,47 @@ fn redis_down_is_unavailable_quickly_and_limiting_resumes() {
     });
 }
 
+/// A Redis that accepts but never answers: each call is cut at 1 s.
+#[test]
+fn hung_redis_is_cut_at_one_second() {
+    let redis = Redis::start();
+    let svc = RateLimitService::start(&filter_config().to_string(), &redis.url());
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = client(&svc.uri()).await;
+        assert!(ok(&call(
+            &mut c,
+            request("gatehouse", vec![api("judy")], 1)
+        )
+        .await
+        .unwrap()));
+        redis.pause();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = call(&mut c, request("gatehouse", vec![api("judy")], 1)).await;
+            times.push(t.elapsed());
+            assert_eq!(r.unwrap_err().code(), tonic::Code::Unavailable);
+        }
+        redis.resume();
+        let slowest = times.iter().max().copied().unwrap();
+        eprintln!("MEASURED Redis frozen (SIGSTOP): UNAVAILABLE after {times:?}");
+        assert!(slowest < Duration::from_millis(1600), "{times:?}");
+        assert!(slowest >= Duration::from_millis(900), "{times:?}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let t = Instant::now();
+        loop {
+            if let Ok(r) = call(&mut c, request("gatehouse", vec![api("judy")], 1)).await {
+                assert!(ok(&r));
+                break;
+            }
+            assert!(Instant::now() < deadline, "no recovery after Redis resumed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("MEASURED Redis resumed: first OK after {:?}", t.elapsed());
+    });
+}
+
 #[test]
 fn bad_config_is_refused_naming_the_field() {
     let bad = json!({"rules": [{"name": "api", "global": {"cluster": "rls"},
