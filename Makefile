@@ -33,7 +33,7 @@ WASM_TARGET := wasm32-wasip1
 help:
 	@echo "make run    build the filters and run Envoy with all of them (Ctrl-C stops)"
 	@echo "make test   format check, clippy, unit tests (native + wasm32), wasm build, end-to-end tests in real Envoy"
-	@echo "make build  build dist/<filter>.wasm and dist/gatehouse.wasm"
+	@echo "make build  build dist/<filter>.wasm, dist/gatehouse.wasm and the rate-limit service (target/debug/gatehouse-ratelimit)"
 	@echo "make bench  measure gatehouse in real Envoy against plain Envoy; writes docs/benchmarks.md (about 12 minutes)"
 	@echo "make setup  install what a fresh machine lacks (wasm targets, Envoy $(ENVOY_VERSION) from PyPI, wasm-bindgen-test-runner)"
 	@echo "make image  one reproducible OCI image per filter (Istio TrafficExtension/WasmPlugin image format) in dist/oci/, with its digest"
@@ -75,6 +75,9 @@ build: .venv/.rust-targets
 	cargo build --release --target $(WASM_TARGET) -p gatehouse --target-dir target/module
 	cp target/module/$(WASM_TARGET)/release/gatehouse.wasm $(DIST)/gatehouse.wasm
 	@echo "built filters:"; for f in $(FILTERS) gatehouse; do printf '  %-28s %8d bytes\n' "dist/$$f.wasm" $$(stat -c %s $(DIST)/$$f.wasm); done
+	# The rate-limit service (services/ratelimit), natively; --workspace so
+	# features unify as in the other native builds (nothing compiled twice).
+	cargo build --workspace --bin gatehouse-ratelimit
 
 # --- test ------------------------------------------------------------------
 
@@ -155,8 +158,9 @@ ENVOY_OLD_BIN := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
 CLOUDCOIL_ISTIO_VERSION := 1.24.2.1
 KUBECTL_VERSION := 1.37.1
 KUBECTL := $(VENV)/kubectl-$(KUBECTL_VERSION)/bin/kubectl
-# Debian packages the delivery steps use: command -> package.
-DEB_TOOLS := skopeo:skopeo docker-registry:docker-registry docker-compose:docker-compose curl:curl jq:jq
+# Debian packages the delivery steps and tests use: command -> package
+# (redis-server: the rate-limit service tests).
+DEB_TOOLS := skopeo:skopeo docker-registry:docker-registry docker-compose:docker-compose curl:curl jq:jq redis-server:redis-server
 OCI_DIR := $(DIST)/oci
 TAG ?= $(shell awk -F'"' '/^version = /{print $$2; exit}' Cargo.toml)
 REGISTRY ?=

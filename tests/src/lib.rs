@@ -10,6 +10,9 @@
 //!   can send anything) and HTTP/2 requests, reads stats; prints Envoy's log
 //!   when a test fails.
 //!
+//! - [`Redis`] and [`RateLimitService`]: a throw-away `redis-server` and the
+//!   `gatehouse-ratelimit` binary, for the global rate-limit tests.
+//!
 //! Every missing artifact (Envoy binary, `.wasm` file) is a test failure with
 //! a message saying which `make` target makes it, never a skip.
 #![allow(
@@ -24,6 +27,8 @@ pub mod config;
 pub mod echo;
 pub mod envoy;
 pub mod pki;
+pub mod ratelimit_service;
+pub mod redis;
 pub mod run;
 
 pub use client::{Request, Response};
@@ -31,6 +36,8 @@ pub use config::{Cluster, Delivery, EnvoyConfig, FilterEntry, TlsListener, WasmF
 pub use echo::{Echo, EchoSeen};
 pub use envoy::{Envoy, StartFailure};
 pub use pki::TestPki;
+pub use ratelimit_service::{RateLimitService, ServiceFailure};
+pub use redis::Redis;
 
 use std::path::PathBuf;
 
