@@ -11,6 +11,7 @@
     clippy::indexing_slicing
 )]
 
+use gatehouse_e2e::client::parse_response;
 use gatehouse_e2e::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -118,7 +119,7 @@ fn latency(e: &Envoy) -> Vec<(String, u64)> {
         "le_1ms", "le_5ms", "le_25ms", "le_100ms", "le_500ms", "gt_500ms",
     ]
     .iter()
-    .map(|b| (b.to_string(), e.counter(&format!("{G}.latency.{b}"))))
+    .map(|b| (b.to_string(), e.metric(&format!("{G}.latency.{b}"))))
     .collect()
 }
 
@@ -166,10 +167,10 @@ fn two_envoys_share_one_limit_exactly_and_local_mode_lets_twice_through() {
             assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
         }
     }
-    let calls = e1.counter(&format!("{G}.calls")) + e2.counter(&format!("{G}.calls"));
+    let calls = e1.metric(&format!("{G}.calls")) + e2.metric(&format!("{G}.calls"));
     assert_eq!(calls, 160);
     for e in [&e1, &e2] {
-        assert_eq!(e.counter(&format!("{G}.error.timeout")), 0);
+        assert_eq!(e.metric(&format!("{G}.error.timeout")), 0);
         eprintln!("MEASURED callout latency (160 at once) {:?}", latency(e));
     }
     let slowest = rs.iter().map(|(_, ms)| *ms).max().unwrap();
@@ -300,7 +301,7 @@ fn faults_follow_on_error_and_global_resumes_when_redis_is_back() {
         json!({"name": name, "paths": [{"prefix": prefix}], "descriptor": ["client_id"],
                "limits": [{"rate": 10, "per": "hour"}], "global": global})
     };
-    let timeout_ms = 1000;
+    let timeout_ms: u64 = 1000;
     let cfg = json!({"slots": 256, "rules": [
         rule("allow", "/allow", json!({"cluster": "rls", "timeout_ms": timeout_ms})),
         rule("deny", "/deny", json!({"cluster": "rls", "timeout_ms": timeout_ms, "on_error": "deny"})),
@@ -312,7 +313,7 @@ fn faults_follow_on_error_and_global_resumes_when_redis_is_back() {
     let get = |path: &str, who: &str| Request::get(path).header("x-client-id", who);
     // Healthy: the service decides.
     assert_eq!(e.send_h1(&get("/allow", "warm")).status, 200);
-    assert_eq!(e.counter(&format!("{G}.ok")), 1);
+    assert_eq!(e.metric(&format!("{G}.ok")), 1);
 
     redis.stop();
     let t = Instant::now();
@@ -364,21 +365,21 @@ fn faults_follow_on_error_and_global_resumes_when_redis_is_back() {
     assert!(slowest <= u128::from(timeout_ms) + 500, "{slowest} ms");
     let errors: u64 = ["dispatch", "timeout", "unavailable", "status", "bad_answer"]
         .iter()
-        .map(|k| e.counter(&format!("{G}.error.{k}")))
+        .map(|k| e.metric(&format!("{G}.error.{k}")))
         .sum();
     assert_eq!(errors, 60);
-    assert_eq!(e.counter(&format!("{G}.fallback.allow")), 20);
-    assert_eq!(e.counter(&format!("{G}.fallback.deny")), 20);
-    assert_eq!(e.counter(&format!("{G}.fallback.local")), 20);
+    assert_eq!(e.metric(&format!("{G}.fallback.allow")), 20);
+    assert_eq!(e.metric(&format!("{G}.fallback.deny")), 20);
+    assert_eq!(e.metric(&format!("{G}.fallback.local")), 20);
 
     // Redis back (empty): the service decides again, no restart of Envoy.
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut seen_ok = false;
     while Instant::now() < deadline {
-        let before = e.counter(&format!("{G}.ok"));
+        let before = e.metric(&format!("{G}.ok"));
         e.send_h1(&get("/deny", "probe"));
-        if e.counter(&format!("{G}.ok")) > before {
+        if e.metric(&format!("{G}.ok")) > before {
             seen_ok = true;
             break;
         }
@@ -417,12 +418,12 @@ fn a_silent_service_is_bounded_by_the_timeout_and_a_gone_client_cancels() {
         fastest >= 290 && slowest <= 300 + 500,
         "{fastest}..{slowest} ms"
     );
-    assert_eq!(e.counter(&format!("{G}.error.timeout")), 10);
+    assert_eq!(e.metric(&format!("{G}.error.timeout")), 10);
 
     // Unknown cluster: the call is not started; on_error allow.
     assert_eq!(e.send_h1(&Request::get("/nocluster")).status, 200);
-    assert_eq!(e.counter(&format!("{G}.error.dispatch")), 1);
-    assert_eq!(e.counter(&format!("{G}.fallback.allow")), 1);
+    assert_eq!(e.metric(&format!("{G}.error.dispatch")), 1);
+    assert_eq!(e.metric(&format!("{G}.fallback.allow")), 1);
 
     // The client goes away while the call is out: cancelled, nothing resumes.
     runtime().block_on(async {
@@ -435,10 +436,10 @@ fn a_silent_service_is_bounded_by_the_timeout_and_a_gone_client_cancels() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     });
     let deadline = Instant::now() + Duration::from_secs(5);
-    while e.counter(&format!("{G}.cancelled")) < 1 && Instant::now() < deadline {
+    while e.metric(&format!("{G}.cancelled")) < 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(e.counter(&format!("{G}.cancelled")), 1);
+    assert_eq!(e.metric(&format!("{G}.cancelled")), 1);
     // Envoy is fine afterwards.
     assert_eq!(e.send_h1(&Request::get("/nocluster")).status, 200);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -465,8 +466,8 @@ fn iface_rate_limit_global_pass_then_429_through_the_service() {
     assert_eq!(r.json()["error"], "rate_limited");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=1800).contains(&retry), "{retry}");
-    assert_eq!(e.counter(&format!("{G}.calls")), 3);
-    assert_eq!(e.counter(&format!("{G}.over_limit")), 1);
+    assert_eq!(e.metric(&format!("{G}.calls")), 3);
+    assert_eq!(e.metric(&format!("{G}.over_limit")), 1);
     // A bad global block is refused with the field named.
     let bad = json!({"rules": [{"limits": [{"rate": 1, "per": "second"}],
                                 "global": {"cluster": "rls", "timeout_ms": 0}}]});

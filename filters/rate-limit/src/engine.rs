@@ -161,7 +161,9 @@ impl GlobalError {
     }
 
     /// The error for a finished call's gRPC status (0 = OK: `None`).
-    /// `timed_out`: the call took at least the timeout.
+    /// `timed_out`: the call took (about) the timeout, or Envoy's message
+    /// says so (Envoy ends a call cut by its timeout with UNAVAILABLE,
+    /// "upstream request timeout"); see [`GlobalError::timed_out`].
     pub fn from_grpc_status(status: u32, timed_out: bool) -> Option<GlobalError> {
         match status {
             0 => None,
@@ -170,6 +172,16 @@ impl GlobalError {
             14 => Some(GlobalError::Unavailable),
             _ => Some(GlobalError::Status),
         }
+    }
+}
+
+impl GlobalError {
+    /// Whether a failed call ended by its timeout: it took at least the
+    /// timeout less 10 ms (the host clock is coarse), or Envoy's message
+    /// names a timeout.
+    pub fn timed_out(elapsed_ms: u64, timeout_ms: u64, message: &[u8]) -> bool {
+        elapsed_ms.saturating_add(10) >= timeout_ms
+            || message.windows(7).any(|w| w.eq_ignore_ascii_case(b"timeout"))
     }
 }
 

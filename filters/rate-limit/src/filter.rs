@@ -345,14 +345,20 @@ impl Context for RateLimit {
         if let Some(g) = &s.metrics.global {
             g.latency(elapsed_ms).inc();
         }
-        let answer = match GlobalError::from_grpc_status(status, elapsed_ms >= timeout_ms) {
+        let message = if status == 0 {
+            Vec::new()
+        } else {
+            gatehouse_proxy::grpc::status()
+                .map(|(_, m)| m)
+                .unwrap_or_default()
+        };
+        let timed_out = GlobalError::timed_out(elapsed_ms, timeout_ms, &message);
+        let answer = match GlobalError::from_grpc_status(status, timed_out) {
             Some(err) => {
-                let msg = gatehouse_proxy::grpc::status()
-                    .map(|(_, m)| String::from_utf8_lossy(&m).into_owned())
-                    .unwrap_or_default();
                 log::warn!(
-                    "gatehouse {FILTER}: rate-limit service failed: gRPC status {status} after {elapsed_ms} ms ({}): {msg}",
-                    err.name()
+                    "gatehouse {FILTER}: rate-limit service failed: gRPC status {status} after {elapsed_ms} ms ({}): {}",
+                    err.name(),
+                    String::from_utf8_lossy(&message)
                 );
                 Err(err)
             }
