@@ -181,7 +181,9 @@ impl GlobalError {
     /// names a timeout.
     pub fn timed_out(elapsed_ms: u64, timeout_ms: u64, message: &[u8]) -> bool {
         elapsed_ms.saturating_add(10) >= timeout_ms
-            || message.windows(7).any(|w| w.eq_ignore_ascii_case(b"timeout"))
+            || message
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"timeout"))
     }
 }
 
@@ -215,6 +217,13 @@ pub struct GlobalCall {
 pub enum Start {
     Done(Evaluation),
     Call(GlobalCall),
+}
+
+/// A request's rule, limit set and descriptor part values.
+struct Resolved {
+    rule: usize,
+    set: usize,
+    parts: Vec<Option<Vec<u8>>>,
 }
 
 /// A store that reads through and never writes: `check` on it tells
@@ -532,15 +541,12 @@ impl Engine {
 
     /// The rule, limit set and descriptor part values of a request, or
     /// the evaluation when that already decides it.
-    fn resolve(
-        &self,
-        req: &RequestInfo,
-    ) -> Result<(usize, usize, Vec<Option<Vec<u8>>>), Evaluation> {
+    fn resolve(&self, req: &RequestInfo) -> Result<Resolved, Box<Evaluation>> {
         let Some(ri) = self.match_rule(req.headers) else {
-            return Err(Evaluation::plain(None, Outcome::NotLimited));
+            return Err(Box::new(Evaluation::plain(None, Outcome::NotLimited)));
         };
         let Some(rule) = self.rules.get(ri) else {
-            return Err(Evaluation::plain(None, Outcome::NotLimited));
+            return Err(Box::new(Evaluation::plain(None, Outcome::NotLimited)));
         };
         // The plan picks the limit set.
         let plan_value = req.headers.first(&self.plan_header);
@@ -550,7 +556,7 @@ impl Engine {
             .position(|s| s.plan.is_some() && s.plan.as_deref().map(str::as_bytes) == plan_value)
             .unwrap_or(rule.default_set);
         if rule.sets.get(set_index).is_none() {
-            return Err(Evaluation::plain(Some(ri), Outcome::NotLimited));
+            return Err(Box::new(Evaluation::plain(Some(ri), Outcome::NotLimited)));
         }
         let mut parts = Vec::with_capacity(rule.descriptor.len());
         for part in &rule.descriptor {
@@ -559,7 +565,7 @@ impl Engine {
                 match rule.on_missing {
                     OnMissing::Shared => {}
                     OnMissing::Skip => {
-                        return Err(Evaluation::plain(Some(ri), Outcome::NotLimited))
+                        return Err(Box::new(Evaluation::plain(Some(ri), Outcome::NotLimited)))
                     }
                     OnMissing::Reject => {
                         let mut e = Evaluation::plain(Some(ri), Outcome::MissingKey);
@@ -575,13 +581,17 @@ impl Engine {
                                 request_id(req.headers),
                             ),
                         });
-                        return Err(e);
+                        return Err(Box::new(e));
                     }
                 }
             }
             parts.push(value);
         }
-        Ok((ri, set_index, parts))
+        Ok(Resolved {
+            rule: ri,
+            set: set_index,
+            parts,
+        })
     }
 
     /// The descriptor parts as key bytes (length-prefixed, position-tagged).
@@ -650,9 +660,13 @@ impl Engine {
         now: u64,
         req: &RequestInfo,
     ) -> Start {
-        let (ri, si, parts) = match self.resolve(req) {
+        let Resolved {
+            rule: ri,
+            set: si,
+            parts,
+        } = match self.resolve(req) {
             Ok(r) => r,
-            Err(e) => return Start::Done(e),
+            Err(e) => return Start::Done(*e),
         };
         let (Some(rule), key) = (self.rules.get(ri), Self::parts_key(&parts)) else {
             return Start::Done(Evaluation::plain(None, Outcome::NotLimited));

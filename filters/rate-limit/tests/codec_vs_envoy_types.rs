@@ -49,7 +49,6 @@ fn our_request_is_envoys_request() {
             })
             .collect(),
         hits_addend: 1,
-        ..Default::default()
     };
     assert_eq!(theirs, expected);
     // Byte for byte the same as prost's encoding.
