@@ -486,3 +486,22 @@ fn iface_rate_limit_global_pass_then_429_through_the_service() {
         f.log
     );
 }
+
+#[test]
+fn local_precheck_refuses_without_a_call_once_this_process_counts_over() {
+    let echo = Echo::start("echo");
+    let redis = Redis::start();
+    let cfg = json!({"slots": 64, "rules": [{"name": "api", "descriptor": ["client_id"],
+        "limits": [{"rate": 3, "per": "hour"}],
+        "global": {"cluster": "rls", "local_precheck": true}}]});
+    let svc = RateLimitService::start(&cfg.to_string(), &redis.url());
+    let e = envoy(echo.port, &[svc.port], vec![rate_limit(&cfg)]);
+    let codes: Vec<u16> = (0..8).map(|_| e.send_h1(&client("frank")).status).collect();
+    assert_eq!(codes, [200, 200, 200, 429, 429, 429, 429, 429]);
+    // Three calls let three through; the rest never left this Envoy.
+    assert_eq!(e.metric(&format!("{G}.calls")), 3);
+    assert_eq!(e.metric(&format!("{G}.precheck_limited")), 5);
+    // Another client still asks the service.
+    assert_eq!(e.send_h1(&client("grace")).status, 200);
+    assert_eq!(e.metric(&format!("{G}.calls")), 4);
+}
