@@ -379,6 +379,45 @@ fn two_instances_share_one_redis_exactly() {
     });
     eprintln!("MEASURED two instances, 8 concurrent clients x 25 calls: {passed} of 200 passed (limit 10)");
     assert_eq!(passed, 10);
+
+    // Throughput: 8 concurrent clients on both instances for 2 s (bounded).
+    let (calls, secs) = rt.block_on(async {
+        let started = Instant::now();
+        let until = started + Duration::from_secs(2);
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let uri = if i % 2 == 0 { a.uri() } else { b.uri() };
+            tasks.push(tokio::spawn(async move {
+                let mut c = client(&uri).await;
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    let d = descriptor(&[
+                        ("gatehouse_rule", "fast"),
+                        ("limit", "1000000-per-second"),
+                        ("client_id", &format!("t{i}-{}", n % 20)),
+                    ]);
+                    assert!(ok(&call(&mut c, request("bench", vec![d], 1))
+                        .await
+                        .unwrap()));
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        (total, started.elapsed().as_secs_f64())
+    });
+    eprintln!(
+        "MEASURED throughput, two instances (debug build), 8 concurrent clients: {calls} calls in {secs:.2} s = {:.0}/s",
+        calls as f64 / secs
+    );
+    assert!(calls > 100, "{calls}");
 }
 
 #[test]
