@@ -505,3 +505,32 @@ fn local_precheck_refuses_without_a_call_once_this_process_counts_over() {
     assert_eq!(e.send_h1(&client("grace")).status, 200);
     assert_eq!(e.metric(&format!("{G}.calls")), 4);
 }
+
+#[test]
+fn a_frozen_redis_is_cut_by_the_filters_timeout_and_recovers() {
+    let echo = Echo::start("echo");
+    let redis = Redis::start();
+    let cfg = json!({"slots": 64, "rules": [{"name": "api", "descriptor": ["client_id"],
+        "limits": [{"rate": 100, "per": "hour"}],
+        "global": {"cluster": "rls", "timeout_ms": 300, "on_error": "deny"}}]});
+    let svc = RateLimitService::start(&cfg.to_string(), &redis.url());
+    let e = envoy(echo.port, &[svc.port], vec![rate_limit(&cfg)]);
+    assert_eq!(e.send_h1(&client("henry")).status, 200);
+    redis.pause();
+    let rs = burst((0..10).map(|_| (e.http_port, client("henry"))).collect());
+    redis.resume();
+    let slowest = rs.iter().map(|(_, ms)| *ms).max().unwrap();
+    eprintln!(
+        "MEASURED frozen Redis, timeout 300 ms: {:?}, slowest {slowest} ms",
+        statuses(&rs)
+    );
+    assert_eq!(statuses(&rs).get(&429), Some(&10));
+    assert!(slowest <= 300 + 500, "{slowest} ms");
+    assert_eq!(e.metric(&format!("{G}.error.timeout")), 10);
+    // Thawed: the service answers again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.send_h1(&client("henry")).status != 200 {
+        assert!(Instant::now() < deadline, "no recovery");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
