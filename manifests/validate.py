@@ -41,8 +41,15 @@ Checked too, in every variant:
 - routing: every VirtualService names a Gateway of the manifests, which
   selects the ingress gateway; every HTTPRoute's parent is the Gateway API
   Gateway the plugins target.
-The pluginConfig of each plugin is checked by the filter's own Rust parser
-(tools/delivery/tests/manifests.rs), not here.
+- manifests/ratelimit/ (the rate-limit service of global rules, a
+  separate kustomization): rendered, every document in istio-system; the
+  gatehouse-ratelimit Deployment (2 replicas) mounts the generated
+  ConfigMap holding ratelimit.json and is selected by its Service, whose
+  port is named grpc and is the port of ratelimit.json's `global.cluster`;
+  it points at the Redis Service of the same kustomization.
+The pluginConfig of each plugin, and manifests/ratelimit/ratelimit.json, are
+checked by the filter's own Rust parser (tools/delivery/tests/manifests.rs),
+not here.
 
 usage: validate.py ROOT KUBECTL GATEHOUSE_DELIVERY
 """
@@ -298,6 +305,74 @@ def check_variant(root, kubectl, checker, shared, wasm_plugin, gateway_api, regi
     return plugins
 
 
+def check_ratelimit(root, kubectl):
+    """manifests/ratelimit/: the service, its Redis, the one config."""
+    import json
+    where = "manifests/ratelimit"
+    _, docs = kustomize(kubectl, root / "manifests" / "ratelimit")
+    if not docs:
+        return
+    counts["docs"] += len(docs)
+    by = {(d.get("kind"), d["metadata"]["name"]): d for d in docs}
+    for d in docs:
+        if d["metadata"].get("namespace") != "istio-system":
+            fail(f"{where}: {d['kind']} {d['metadata']['name']} is not in istio-system")
+    kinds = sorted((k, n.split("-")[0] if k == "ConfigMap" else n) for k, n in by)
+    want = sorted([("ConfigMap", "gatehouse"), ("Deployment", "gatehouse-ratelimit"),
+                   ("Deployment", "gatehouse-ratelimit-redis"), ("Service", "gatehouse-ratelimit"),
+                   ("Service", "gatehouse-ratelimit-redis")])
+    if kinds != want:
+        fail(f"{where}: documents {kinds}, expected {want}")
+        return
+    cms = [d for d in docs if d["kind"] == "ConfigMap"]
+    cm = cms[0]
+    cfg = json.loads(cm["data"]["ratelimit.json"])
+    if cm["data"]["ratelimit.json"] != (root / "manifests/ratelimit/ratelimit.json").read_text():
+        fail(f"{where}: the ConfigMap is not ratelimit.json")
+    for kind, name, svc_name in (("Deployment", "gatehouse-ratelimit", "gatehouse-ratelimit"),
+                                 ("Deployment", "gatehouse-ratelimit-redis", "gatehouse-ratelimit-redis")):
+        dep, svc = by[(kind, name)], by[("Service", svc_name)]
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        if dep["spec"]["selector"]["matchLabels"].items() - labels.items():
+            fail(f"{where}: {name}: selector does not match its pod labels")
+        if svc["spec"]["selector"].items() - labels.items():
+            fail(f"{where}: Service {svc_name} does not select {name}")
+        ports = {p["name"]: p["containerPort"] for c in dep["spec"]["template"]["spec"]["containers"]
+                 for p in c.get("ports", [])}
+        for p in svc["spec"]["ports"]:
+            if p.get("targetPort") not in ports:
+                fail(f"{where}: Service {svc_name} port {p.get('name')} targets no container port")
+    dep = by[("Deployment", "gatehouse-ratelimit")]
+    if dep["spec"].get("replicas") != 2:
+        fail(f"{where}: gatehouse-ratelimit must run 2 replicas")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = dict(a.removeprefix("--").split("=", 1) for a in c.get("args", []))
+    if set(args) != {"config", "listen", "redis"}:
+        fail(f"{where}: gatehouse-ratelimit args {c.get('args')}: need --config, --listen, --redis")
+        return
+    if not c["image"].endswith("/gatehouse-ratelimit:0.1.0"):
+        fail(f"{where}: image {c['image']}")
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    vols = {v["name"]: v.get("configMap", {}).get("name") for v in pod.get("volumes", [])}
+    cfg_dir, _, cfg_file = args["config"].rpartition("/")
+    vol = next((n for n, m in mounts.items() if m == cfg_dir), None)
+    if vol is None or vols.get(vol) != cm["metadata"]["name"] or cfg_file not in cm["data"]:
+        fail(f"{where}: --config {args['config']} is not the generated ConfigMap {cm['metadata']['name']}")
+    svc = by[("Service", "gatehouse-ratelimit")]
+    port = svc["spec"]["ports"][0]
+    if port.get("name") != "grpc" or args["listen"] != f"0.0.0.0:{port['port']}":
+        fail(f"{where}: Service port {port} must be named grpc and be the --listen port {args['listen']}")
+    redis_svc = by[("Service", "gatehouse-ratelimit-redis")]
+    want_redis = f"redis://gatehouse-ratelimit-redis.istio-system.svc.cluster.local:{redis_svc['spec']['ports'][0]['port']}"
+    if args["redis"] != want_redis:
+        fail(f"{where}: --redis {args['redis']}, expected {want_redis}")
+    cluster = f"outbound|{port['port']}||gatehouse-ratelimit.istio-system.svc.cluster.local"
+    globals_ = [r["global"] for r in cfg["rules"] if "global" in r]
+    if not globals_ or any(g.get("cluster") != cluster for g in globals_):
+        fail(f"{where}: every global rule of ratelimit.json must name the cluster {cluster}")
+
+
 def main():
     root = pathlib.Path(sys.argv[1]).resolve()
     kubectl, checker = sys.argv[2], sys.argv[3]
@@ -327,6 +402,8 @@ def main():
                 check_variant(root, kubectl, checker, shared, wasm_plugin, gateway_api,
                               "127.0.0.1:5000/team/gatehouse", "v9.8.7-rc.1")
 
+    check_ratelimit(root, kubectl)
+
     if errors:
         for e in errors:
             print(f"validate-manifests: {e}", file=sys.stderr)
@@ -336,7 +413,7 @@ def main():
         f"{counts['variants']} kustomize renderings (TrafficExtension/WasmPlugin x selector/targetRefs x "
         f"per-filter/shared module x two registries) valid: the project's checker "
         f"(TrafficExtension, WasmPlugin, Gateway API) and cloudcoil-models-istio (WasmPlugin, Gateway, "
-        f"VirtualService); both kinds carry the same plugins"
+        f"VirtualService); both kinds carry the same plugins; manifests/ratelimit consistent"
     )
 
 

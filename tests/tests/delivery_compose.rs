@@ -7,8 +7,10 @@
 //! renders it again and fails when the committed file differs (regenerate
 //! with `make compose-config`), validates it with this Envoy's
 //! `--mode validate` (paths mapped back to dist/ and a test certificate),
-//! checks the compose file pins the Envoy image of the tested version and
-//! runs the upstreams the config names, and runs `docker-compose config`.
+//! checks the compose file pins the Envoy image of the tested version, runs
+//! the upstreams the config names and the rate-limit service with its Redis,
+//! checks both images' build contexts (echo, ratelimit), and runs
+//! `docker-compose config`.
 use gatehouse_e2e::run::{chain_config, demo_hosts, filters_in_repo, RunPorts};
 use gatehouse_e2e::*;
 use serde_json::{json, Value};
@@ -242,6 +244,35 @@ fn compose_file_pins_the_tested_envoy_and_runs_the_configured_upstreams() {
         );
     }
 
+    // The rate-limit service: its config is the global-mode config of the
+    // manifests (a file of this repository), it listens where the compose
+    // file publishes it, and its Redis is the `redis` service.
+    let rl = &services["ratelimit"];
+    let args: Vec<&str> = rl["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        args.contains(&"--config=/etc/gatehouse/ratelimit.json"),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--listen=0.0.0.0:8081"), "{args:?}");
+    assert!(args.contains(&"--redis=redis://redis:6379"), "{args:?}");
+    assert_eq!(rl["ports"], json!(["127.0.0.1:8081:8081"]));
+    assert_eq!(
+        rl["volumes"],
+        json!(["../manifests/ratelimit/ratelimit.json:/etc/gatehouse/ratelimit.json:ro"])
+    );
+    assert!(repo_root()
+        .join("manifests/ratelimit/ratelimit.json")
+        .is_file());
+    assert!(services["redis"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("redis:"));
+
     // docker-compose itself accepts the file (no Docker engine needed).
     let out = Command::new("docker-compose")
         .arg("-f")
@@ -469,12 +500,45 @@ fn dockerignore_matching_follows_docker() {
 /// do not depend on which files were sent.
 #[test]
 fn echo_image_context_builds_the_echo_binary() {
-    let docker = compose_dir().join("echo.Dockerfile");
+    let compose: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(compose_dir().join("docker-compose.yaml")).unwrap(),
+    )
+    .unwrap();
+    check_image_context("echo", &compose["x-echo"]["build"]);
+}
+
+/// The rate-limit service's image (envoy-test/ratelimit.Dockerfile), checked
+/// the same way; its context is the echo image's (the same patterns), so
+/// the warm target dir serves both.
+#[test]
+fn ratelimit_image_context_builds_the_service() {
+    let compose: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(compose_dir().join("docker-compose.yaml")).unwrap(),
+    )
+    .unwrap();
+    let patterns = |f: &str| {
+        parse_dockerignore(&std::fs::read_to_string(compose_dir().join(f)).unwrap())
+            .into_iter()
+            .map(|p| (p.include, p.pattern))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        patterns("ratelimit.Dockerfile.dockerignore"),
+        patterns("echo.Dockerfile.dockerignore"),
+        "the two images' contexts differ"
+    );
+    check_image_context("ratelimit", &compose["services"]["ratelimit"]["build"]);
+}
+
+/// Sends `<image>.Dockerfile`'s context as Docker would and runs its
+/// `RUN cargo build ...` as `cargo check --frozen` there.
+fn check_image_context(image: &str, build: &Value) {
+    let docker = compose_dir().join(format!("{image}.Dockerfile"));
     let dockerfile = std::fs::read_to_string(&docker).unwrap();
     let run: Vec<&str> = dockerfile
         .lines()
         .find_map(|l| l.strip_prefix("RUN cargo "))
-        .expect("a `RUN cargo ...` line in echo.Dockerfile")
+        .unwrap_or_else(|| panic!("a `RUN cargo ...` line in {image}.Dockerfile"))
         .split_whitespace()
         .collect();
     assert_eq!(run.first(), Some(&"build"), "{run:?}");
@@ -482,24 +546,23 @@ fn echo_image_context_builds_the_echo_binary() {
         dockerfile.contains("COPY . ."),
         "the Dockerfile copies the whole context"
     );
-    let compose: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(compose_dir().join("docker-compose.yaml")).unwrap(),
-    )
-    .unwrap();
-    let build = &compose["x-echo"]["build"];
     assert_eq!(build["context"], "..");
-    assert_eq!(build["dockerfile"], "envoy-test/echo.Dockerfile");
+    assert_eq!(
+        build["dockerfile"],
+        format!("envoy-test/{image}.Dockerfile")
+    );
 
     // BuildKit reads <Dockerfile>.dockerignore next to the Dockerfile
     // instead of the context's .dockerignore.
     let patterns = parse_dockerignore(
-        &std::fs::read_to_string(compose_dir().join("echo.Dockerfile.dockerignore")).unwrap(),
+        &std::fs::read_to_string(compose_dir().join(format!("{image}.Dockerfile.dockerignore")))
+            .unwrap(),
     );
     // This worktree's target/tmp, under fixed names (one run at a time), so
     // the separate target dir stays warm between runs; the context is made
     // afresh each time.
     let base = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let ctx = base.join("echo-image-context");
+    let ctx = base.join(format!("{image}-image-context"));
     let _ = std::fs::remove_dir_all(&ctx);
     std::fs::create_dir_all(&ctx).unwrap();
     let mut sent = Vec::new();
@@ -513,7 +576,7 @@ fn echo_image_context_builds_the_echo_binary() {
     }
 
     let started = Instant::now();
-    let log = base.join("echo-image-check.log");
+    let log = base.join(format!("{image}-image-check.log"));
     let log_file = std::fs::File::create(&log).unwrap();
     let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .arg("check")
@@ -535,19 +598,19 @@ fn echo_image_context_builds_the_echo_binary() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("cargo check of the echo context took more than 15 minutes");
+            panic!("cargo check of the {image} context took more than 15 minutes");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         status.success(),
-        "the echo image's `cargo {}` fails in its build context ({} files sent):\n{stderr}",
+        "the {image} image's `cargo {}` fails in its build context ({} files sent):\n{stderr}",
         run.join(" "),
         sent.len()
     );
     eprintln!(
-        "cargo check of the echo context: {:.1} s, {} files sent",
+        "cargo check of the {image} context: {:.1} s, {} files sent",
         started.elapsed().as_secs_f64(),
         sent.len()
     );

@@ -467,3 +467,43 @@ fn the_documented_digest_pinning_works_for_every_variant() {
         }
     }
 }
+
+/// manifests/ratelimit/ratelimit.json is the one configuration of global
+/// mode on Istio: the rate-limit service reads it (its ConfigMap) and it is
+/// the rate-limit plugin's pluginConfig in global mode
+/// (services/ratelimit/README.md). The filter's own parser accepts it, it
+/// has global rules, a broken copy is refused, and it is the filter's
+/// example.json with `global` added to the rules (nothing else differs).
+#[test]
+fn the_global_mode_config_is_accepted_by_the_filter_and_is_the_example_plus_global() {
+    let path = root().join("manifests/ratelimit/ratelimit.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    parse_with_filter("rate-limit", text.as_bytes())
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{}: refused by the rate-limit filter: {e}", path.display()));
+    let cfg: rate_limit::config::Config = gatehouse_core::parse_config(text.as_bytes()).unwrap();
+    assert!(
+        cfg.rules.iter().any(|r| r.global.is_some()),
+        "{}: no global rule",
+        path.display()
+    );
+    let mut broken: Value = serde_json::from_str(&text).unwrap();
+    broken["rules"][0]["global"]["gatehouse_no_such_field"] = json!(1);
+    let e = parse_with_filter("rate-limit", broken.to_string().as_bytes())
+        .unwrap()
+        .expect_err("an unknown field must be refused");
+    assert!(e.contains("gatehouse_no_such_field"), "{e}");
+
+    let mut local: Value = serde_json::from_str(&text).unwrap();
+    for r in local["rules"].as_array_mut().unwrap() {
+        r.as_object_mut().unwrap().remove("global");
+    }
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("filters/rate-limit/example.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        local, example,
+        "manifests/ratelimit/ratelimit.json without `global` must be filters/rate-limit/example.json"
+    );
+}
