@@ -147,7 +147,9 @@ bench: setup build
 	  echo "| benchmark | ns/iter | ± |"; echo "|---|---:|---:|"; \
 	  awk '/^test .* bench:/ {gsub(/,/, "", $$5); gsub(/[()+\/-]/, "", $$8); print "| " $$2 " | " $$5 " | " $$8 " |"}' target/bench-micro.txt; \
 	  echo; } > target/bench-micro.md
-	cargo run --release -p gatehouse-bench
+	# The rate-limit service of the global-mode row, optimised like Envoy.
+	cargo build --release -p gatehouse-ratelimit
+	GATEHOUSE_RATELIMIT_BIN=$(ROOT)/target/release/gatehouse-ratelimit cargo run --release -p gatehouse-bench
 
 clean:
 	cargo clean
