@@ -28,10 +28,11 @@ PURE_CRATES := gatehouse-core $(FILTERS) gatehouse
 DIST := $(ROOT)/dist
 WASM_TARGET := wasm32-wasip1
 
-.PHONY: help setup build test run bench fmt-check clippy unit-test wasm-unit-test e2e-test clean
+.PHONY: help setup build test run run-cluster bench fmt-check clippy unit-test wasm-unit-test e2e-test clean
 
 help:
 	@echo "make run    build the filters and run Envoy with all of them (Ctrl-C stops)"
+	@echo "make run-cluster   two Envoy replicas sharing one rate limit (rate-limit global mode, gatehouse-ratelimit + Redis); prints curl lines (Ctrl-C stops)"
 	@echo "make test   format check, clippy, unit tests (native + wasm32), wasm build, end-to-end tests in real Envoy"
 	@echo "make build  build dist/<filter>.wasm, dist/gatehouse.wasm and the rate-limit service (target/debug/gatehouse-ratelimit)"
 	@echo "make bench  measure gatehouse in real Envoy against plain Envoy; writes docs/benchmarks.md (about 12 minutes)"
@@ -127,6 +128,12 @@ test: setup fmt-check clippy unit-test wasm-unit-test build validate-manifests v
 run: setup build
 	cargo run --quiet --release -p gatehouse-e2e --bin gatehouse-run
 
+# Two replicas, one limit: Redis, gatehouse-ratelimit, an echo upstream and
+# two Envoys (client-id, rate-limit in global mode); tests/tests/run_cluster.rs
+# runs the curl lines it prints.
+run-cluster: setup build
+	cargo run --quiet --release -p gatehouse-e2e --bin gatehouse-run-cluster
+
 # --- bench -----------------------------------------------------------------
 
 bench: setup build
@@ -140,7 +147,9 @@ bench: setup build
 	  echo "| benchmark | ns/iter | ± |"; echo "|---|---:|---:|"; \
 	  awk '/^test .* bench:/ {gsub(/,/, "", $$5); gsub(/[()+\/-]/, "", $$8); print "| " $$2 " | " $$5 " | " $$8 " |"}' target/bench-micro.txt; \
 	  echo; } > target/bench-micro.md
-	cargo run --release -p gatehouse-bench
+	# The rate-limit service of the global-mode row, optimised like Envoy.
+	cargo build --release -p gatehouse-ratelimit
+	GATEHOUSE_RATELIMIT_BIN=$(ROOT)/target/release/gatehouse-ratelimit cargo run --release -p gatehouse-bench
 
 clean:
 	cargo clean

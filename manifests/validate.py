@@ -41,6 +41,9 @@ Checked too, in every variant:
 - routing: every VirtualService names a Gateway of the manifests, which
   selects the ingress gateway; every HTTPRoute's parent is the Gateway API
   Gateway the plugins target.
+- rate-limit in global mode (`- components/rate-limit-global`), both kinds,
+  both modules: rate-limit's pluginConfig is manifests/ratelimit/ratelimit.json
+  and nothing else differs from the local-mode rendering;
 - manifests/ratelimit/ (the rate-limit service of global rules, a
   separate kustomization): rendered, every document in istio-system; the
   gatehouse-ratelimit Deployment (2 replicas) mounts the generated
@@ -256,7 +259,8 @@ def uncomment(path, line):
     path.write_text(text.replace(f"\n# {line}\n", f"\n{line}\n"))
 
 
-def render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry=None, tag=None):
+def render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry=None, tag=None,
+                   rate_limit_global=False):
     """Copies the manifests, makes the variant's one-line choices, renders."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
@@ -266,6 +270,8 @@ def render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry=Non
         module = tmp / "manifests-shared-module" / "kustomization.yaml"
         if gateway_api:
             uncomment(base, "- components/gateway-api")
+        if rate_limit_global:
+            uncomment(base, "- components/rate-limit-global")
         if wasm_plugin:
             uncomment(module if shared else base, "- ../manifests/wasmplugin" if shared else "- wasmplugin")
         if registry:
@@ -275,11 +281,14 @@ def render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry=Non
         return kustomize(kubectl, tmp / ("manifests-shared-module" if shared else "manifests"))
 
 
-def check_variant(root, kubectl, checker, shared, wasm_plugin, gateway_api, registry=None, tag=None):
+def check_variant(root, kubectl, checker, shared, wasm_plugin, gateway_api, registry=None, tag=None,
+                  rate_limit_global=False):
     kind = "WasmPlugin" if wasm_plugin else "TrafficExtension"
     where = (f"{'manifests-shared-module' if shared else 'manifests'} {kind} "
-             f"{'targetRefs' if gateway_api else 'selector'}" + (f" (registry {registry}, tag {tag})" if registry else ""))
-    text, docs = render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry, tag)
+             f"{'targetRefs' if gateway_api else 'selector'}" + (f" (registry {registry}, tag {tag})" if registry else "")
+             + (" rate-limit global" if rate_limit_global else ""))
+    text, docs = render_variant(root, kubectl, shared, wasm_plugin, gateway_api, registry, tag,
+                                rate_limit_global)
     if not docs:
         fail(f"{where}: nothing rendered")
         return {}
@@ -373,6 +382,27 @@ def check_ratelimit(root, kubectl):
         fail(f"{where}: every global rule of ratelimit.json must name the cluster {cluster}")
 
 
+def check_rate_limit_global(root, kubectl, checker, shared, te, wp):
+    import json
+    want = json.loads((root / "manifests/ratelimit/ratelimit.json").read_text())
+    for wasm_plugin, local in ((False, te), (True, wp)):
+        got = check_variant(root, kubectl, checker, shared, wasm_plugin, False, rate_limit_global=True)
+        where = f"{'shared' if shared else 'per-filter'} {'WasmPlugin' if wasm_plugin else 'TrafficExtension'} rate-limit global"
+        if got.get("rate-limit", {}).get("pluginConfig") != want:
+            fail(f"{where}: rate-limit's pluginConfig is not manifests/ratelimit/ratelimit.json "
+                 "(components/rate-limit-global/kustomization.yaml)")
+        if not any("global" in r for r in want.get("rules", [])):
+            fail(f"{where}: manifests/ratelimit/ratelimit.json has no global rule")
+        rest = {f: s for f, s in got.items() if f != "rate-limit"}
+        if rest != {f: s for f, s in local.items() if f != "rate-limit"}:
+            fail(f"{where}: the component changes other plugins than rate-limit")
+        rl, rl_local = dict(got.get("rate-limit", {})), dict(local.get("rate-limit", {}))
+        rl.pop("pluginConfig", None)
+        rl_local.pop("pluginConfig", None)
+        if rl != rl_local:
+            fail(f"{where}: the component changes more than rate-limit's pluginConfig")
+
+
 def main():
     root = pathlib.Path(sys.argv[1]).resolve()
     kubectl, checker = sys.argv[2], sys.argv[3]
@@ -402,6 +432,12 @@ def main():
                 check_variant(root, kubectl, checker, shared, wasm_plugin, gateway_api,
                               "127.0.0.1:5000/team/gatehouse", "v9.8.7-rc.1")
 
+            # rate-limit in global mode (components/rate-limit-global): the
+            # same plugins, but rate-limit's pluginConfig is
+            # manifests/ratelimit/ratelimit.json, in both kinds.
+            if not gateway_api:
+                check_rate_limit_global(root, kubectl, checker, shared, te, wp)
+
     check_ratelimit(root, kubectl)
 
     if errors:
@@ -411,7 +447,7 @@ def main():
     print(
         f"validate-manifests: {n_sources} source documents and {counts['docs']} rendered documents in "
         f"{counts['variants']} kustomize renderings (TrafficExtension/WasmPlugin x selector/targetRefs x "
-        f"per-filter/shared module x two registries) valid: the project's checker "
+        f"per-filter/shared module x two registries, and rate-limit in global mode) valid: the project's checker "
         f"(TrafficExtension, WasmPlugin, Gateway API) and cloudcoil-models-istio (WasmPlugin, Gateway, "
         f"VirtualService); both kinds carry the same plugins; manifests/ratelimit consistent"
     )

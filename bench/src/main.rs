@@ -10,6 +10,11 @@
 //! over the load, divided by the requests wrk completed), requests per
 //! second, p50/p99 latency (wrk), resident memory after the load, and the
 //! time from spawning Envoy to the first answered request.
+//!
+//! rate-limit's global mode calls the real `gatehouse-ratelimit` service
+//! (`$GATEHOUSE_RATELIMIT_BIN`; `make bench` builds it in release) with a
+//! real Redis, both started by the bench on loopback, on core 1 with wrk:
+//! their CPU is reported apart from Envoy's.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,9 +24,10 @@
 
 use base64::Engine;
 use gatehouse_e2e::client::{send_h1, send_h1_tls, TlsClient};
+use gatehouse_e2e::run_cluster::rls_cluster;
 use gatehouse_e2e::{
-    dist_dir, envoy_bin, repo_root, scratch_dir, Echo, Envoy, EnvoyConfig, Request, TestPki,
-    WasmFilter,
+    dist_dir, envoy_bin, repo_root, scratch_dir, Echo, Envoy, EnvoyConfig, RateLimitService, Redis,
+    Request, TestPki, WasmFilter,
 };
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
@@ -59,7 +65,31 @@ struct Ctx {
     api_key: String,
     jwt: String,
     jwks: Value,
+    /// The rate-limit service and its Redis, when a scenario needs them.
+    rls: Option<(RateLimitService, Redis)>,
 }
+
+impl Ctx {
+    fn rls_port(&self) -> u16 {
+        self.rls
+            .as_ref()
+            .expect("rate-limit service started")
+            .0
+            .port
+    }
+
+    /// The service's and Redis's pids.
+    fn helper_pids(&self) -> Vec<u32> {
+        self.rls
+            .iter()
+            .flat_map(|(s, r)| [s.pid(), r.pid()])
+            .flatten()
+            .collect()
+    }
+}
+
+/// The Envoy cluster of the rate-limit service.
+const RLS: &str = "rls";
 
 #[derive(Clone)]
 struct Scenario {
@@ -76,6 +106,8 @@ struct Scenario {
     /// The baseline and no-op rows this one is compared with.
     baseline: &'static str,
     noop: &'static str,
+    /// Needs the rate-limit service (and Redis).
+    rls: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -86,6 +118,8 @@ struct Sample {
     p99_us: f64,
     rss_mib: f64,
     start_ms: f64,
+    /// CPU of the rate-limit service + Redis per request (0 without them).
+    helpers_cpu_us_per_req: f64,
 }
 
 fn wasm(name: &str) -> PathBuf {
@@ -131,6 +165,15 @@ fn rate_limit_config() -> Value {
         "limits": [{"name": "never-reached", "rate": 1_000_000, "per": "second"}]}]})
 }
 
+/// The same limit, decided by the rate-limit service (the service reads the
+/// same JSON). `deny` on errors: a failed callout shows as a 429, never as
+/// a cheap pass.
+fn rate_limit_global_config() -> Value {
+    let mut c = rate_limit_config();
+    c["rules"][0]["global"] = json!({"cluster": RLS, "timeout_ms": 1000, "on_error": "deny"});
+    c
+}
+
 fn five(ctx: &Ctx) -> Vec<(&'static str, Value)> {
     vec![
         ("request-id", json!({})),
@@ -160,6 +203,7 @@ fn scenarios() -> Vec<Scenario> {
         modules,
         baseline: "baseline",
         noop: "noop",
+        rls: false,
     };
     let mut v = vec![
         plain("baseline", "router only (plain HTTP)", |_, c| c, vec![]),
@@ -253,6 +297,19 @@ fn scenarios() -> Vec<Scenario> {
                 "rate-limit",
                 "rate-limit, one limit never reached",
                 |_, c| c.filter(filter("rate-limit", rate_limit_config())),
+                vec!["rate-limit"],
+            )
+        },
+        Scenario {
+            headers: vec![h("x-client-id", "bench")],
+            rls: true,
+            ..plain(
+                "rate-limit-global",
+                "rate-limit in global mode: a gRPC callout per request to gatehouse-ratelimit + Redis on loopback, never reached",
+                |ctx, c| {
+                    c.raw_cluster(rls_cluster(RLS, ctx.rls_port()))
+                        .filter(filter("rate-limit", rate_limit_global_config()))
+                },
                 vec!["rate-limit"],
             )
         },
@@ -417,6 +474,8 @@ fn parse_duration_us(s: &str) -> Option<f64> {
 
 struct WrkResult {
     requests: u64,
+    /// Answers with a status >= 400 (wrk's "Non-2xx or 3xx responses").
+    failed: u64,
     rps: f64,
     p50_us: f64,
     p99_us: f64,
@@ -446,6 +505,7 @@ fn run_wrk(
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut r = WrkResult {
         requests: 0,
+        failed: 0,
         rps: 0.0,
         p50_us: 0.0,
         p99_us: 0.0,
@@ -460,6 +520,8 @@ fn run_wrk(
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
+        } else if let Some(rest) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            r.failed = rest.trim().parse().unwrap_or(0);
         } else if let Some(rest) = t.strip_prefix("50%") {
             r.p50_us = parse_duration_us(rest).unwrap_or(0.0);
         } else if let Some(rest) = t.strip_prefix("99%") {
@@ -508,11 +570,25 @@ fn measure(s: &Scenario, ctx: &Ctx, p: &Params) -> Sample {
     };
     // Warm-up, then the measured run.
     run_wrk(&url, &headers, &s.host, 1, p.connections);
+    let helpers = if s.rls { ctx.helper_pids() } else { vec![] };
+    let helpers_ticks = || helpers.iter().map(|p| proc_cpu_ticks(*p)).sum::<u64>();
     let c0 = proc_cpu_ticks(pid);
+    let h0 = helpers_ticks();
     let w = run_wrk(&url, &headers, &s.host, p.seconds, p.connections);
     let c1 = proc_cpu_ticks(pid);
+    let h1 = helpers_ticks();
     let cpu_s = (c1.saturating_sub(c0)) as f64 / ticks_per_second();
+    let helpers_s = (h1.saturating_sub(h0)) as f64 / ticks_per_second();
+    if w.failed > 0 {
+        eprintln!(
+            "{}: {} of {} answers were >= 400",
+            s.name, w.failed, w.requests
+        );
+        // A refused callout costs less than an answered one: the row would lie.
+        assert!(!s.rls, "{}: callouts failed under load", s.name);
+    }
     Sample {
+        helpers_cpu_us_per_req: helpers_s * 1e6 / w.requests as f64,
         cpu_us_per_req: cpu_s * 1e6 / w.requests as f64,
         rps: w.rps,
         p50_us: w.p50_us,
@@ -534,7 +610,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn make_ctx() -> Ctx {
+fn make_ctx(rls: bool) -> Ctx {
     let upstream = gatehouse_e2e::echo::start_fixed("upstream");
     let pki = TestPki::new(&scratch_dir("bench-pki"));
     let key = RS256KeyPair::generate(2048)
@@ -555,6 +631,12 @@ fn make_ctx() -> Ctx {
         api_key: "bench-api-key-0123456789".to_string(),
         jwt,
         jwks,
+        rls: rls.then(|| {
+            let redis = Redis::start();
+            let service =
+                RateLimitService::start(&rate_limit_global_config().to_string(), &redis.url());
+            (service, redis)
+        }),
     }
 }
 
@@ -566,7 +648,6 @@ fn main() {
         .args(["-a", "-p", "-c", "1", &me])
         .output();
     let p = Params::from_env();
-    let ctx = make_ctx();
     let all = scenarios();
     let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
         .ok()
@@ -575,6 +656,7 @@ fn main() {
         .into_iter()
         .filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|n| n == s.name)))
         .collect();
+    let ctx = make_ctx(list.iter().any(|s| s.rls));
     let started = Instant::now();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); list.len()];
     for round in 0..p.rounds {
@@ -603,10 +685,14 @@ fn main() {
             p99_us: median(v.iter().map(|s| s.p99_us).collect()),
             rss_mib: median(v.iter().map(|s| s.rss_mib).collect()),
             start_ms: median(v.iter().map(|s| s.start_ms).collect()),
+            helpers_cpu_us_per_req: median(v.iter().map(|s| s.helpers_cpu_us_per_req).collect()),
         })
         .collect();
     let report = render(&list, &med, &p, started.elapsed());
-    let out = repo_root().join("docs/benchmarks.md");
+    // BENCH_OUT: write elsewhere (a partial run must not replace the doc).
+    let out = std::env::var_os("BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("docs/benchmarks.md"));
     let micro =
         std::fs::read_to_string(repo_root().join("target/bench-micro.md")).unwrap_or_default();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
@@ -624,7 +710,7 @@ fn render(list: &[Scenario], med: &[Sample], p: &Params, took: Duration) -> Stri
         "Written by `make bench` (do not edit by hand: numbers are the medians of the run).\n\n",
     );
     out.push_str(&format!(
-        "- machine: {machine}\n- Envoy: {} (`--concurrency 1`, pinned to core 0 with taskset); load: `wrk -t1 -c{} -d{}s --latency` pinned to core 1 with the fast upstream\n- {} rounds, configurations interleaved in each round, Envoy restarted for every sample; medians shown; run took {:.0} s\n- command: `make bench` (`BENCH_ROUNDS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=name,name` adjust it)\n\n",
+        "- machine: {machine}\n- Envoy: {} (`--concurrency 1`, pinned to core 0 with taskset); load: `wrk -t1 -c{} -d{}s --latency` pinned to core 1 with the fast upstream\n- {} rounds, configurations interleaved in each round, Envoy restarted for every sample; medians shown; run took {:.0} s\n- command: `make bench` (`BENCH_ROUNDS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=name,name` adjust it; `BENCH_OUT=file` writes elsewhere)\n\n",
         envoy_version(),
         p.connections,
         p.seconds,
@@ -669,6 +755,65 @@ fn render(list: &[Scenario], med: &[Sample], p: &Params, took: Duration) -> Stri
     out.push('\n');
     out.push_str(&targets(list, med));
     out.push_str(&attribution(list, med));
+    out.push_str(&global_mode(list, med));
+    out
+}
+
+/// rate-limit's global mode against its local mode: what the callout adds.
+fn global_mode(list: &[Scenario], med: &[Sample]) -> String {
+    let get = |n: &str| list.iter().position(|s| s.name == n).map(|i| med[i]);
+    let (Some(g), Some(l)) = (get("rate-limit-global"), get("rate-limit")) else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "## rate-limit: global mode over local mode
+
+",
+    );
+    out.push_str(
+        "One gRPC callout per request (Envoy's RLS v3 API) to `gatehouse-ratelimit`, which counts in Redis; both on loopback, on the load's core (core 1), with the same limit (never reached). wrk's connections wait for each answer, so req/s falls with the added latency.
+
+",
+    );
+    out.push_str(
+        "| | local | global | added by the callout |
+|---|---:|---:|---:|
+",
+    );
+    out.push_str(&format!(
+        "| Envoy CPU µs/req | {:.1} | {:.1} | {:+.1} |
+",
+        l.cpu_us_per_req,
+        g.cpu_us_per_req,
+        g.cpu_us_per_req - l.cpu_us_per_req
+    ));
+    out.push_str(&format!(
+        "| p50 µs | {:.0} | {:.0} | {:+.0} |
+",
+        l.p50_us,
+        g.p50_us,
+        g.p50_us - l.p50_us
+    ));
+    out.push_str(&format!(
+        "| p99 µs | {:.0} | {:.0} | {:+.0} |
+",
+        l.p99_us,
+        g.p99_us,
+        g.p99_us - l.p99_us
+    ));
+    out.push_str(&format!(
+        "| req/s | {:.0} | {:.0} | {:.2}× |
+",
+        l.rps,
+        g.rps,
+        g.rps / l.rps
+    ));
+    out.push_str(&format!(
+        "| service + Redis CPU µs/req | – | {:.1} | {:+.1} |
+
+",
+        g.helpers_cpu_us_per_req, g.helpers_cpu_us_per_req
+    ));
     out
 }
 
@@ -692,6 +837,10 @@ fn attribution(list: &[Scenario], med: &[Sample]) -> String {
         ),
         ("trace context as W3C only (1 header write) over ids only", d("request-id-w3c-only", "request-id-ids-only")),
         ("client-id, RS256 JWT (verified-token cache hit) over an API key", d("client-id-jwt", "client-id-apikey")),
+        (
+            "rate-limit's global mode (the gRPC callout) over its local mode, Envoy only",
+            d("rate-limit-global", "rate-limit"),
+        ),
         ("five filters: shared module over separate modules", d("five-shared", "five-separate")),
         ("five filters: fused chain over separate modules", d("fused", "five-separate")),
         ("five filters: fused chain over the no-op filter (HTTPS)", d("fused", "noop-tls")),

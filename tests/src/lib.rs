@@ -26,10 +26,12 @@ pub mod client;
 pub mod config;
 pub mod echo;
 pub mod envoy;
+pub mod launcher;
 pub mod pki;
 pub mod ratelimit_service;
 pub mod redis;
 pub mod run;
+pub mod run_cluster;
 
 pub use client::{Request, Response};
 pub use config::{Cluster, Delivery, EnvoyConfig, FilterEntry, TlsListener, WasmFilter};

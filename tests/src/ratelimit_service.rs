@@ -141,6 +141,11 @@ impl RateLimitService {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Kills the service now (SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -94,6 +94,11 @@ impl Redis {
         }
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Kills Redis (SIGKILL: an abrupt failure).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -132,24 +132,30 @@ pub struct Demo {
 
 /// The echo upstream's JSON body lists each received header as
 /// `["name","value"]`.
-fn upstream_saw(name: &str, value: &str) -> Expect {
+pub(crate) fn upstream_saw(name: &str, value: &str) -> Expect {
     Expect::BodyHas(json!([name, value]).to_string())
 }
 
 impl Demo {
     pub fn curl(&self, ports: &RunPorts, pki: &TestPki) -> String {
+        self.curl_to(ports.http, Some((pki, ports.https)))
+    }
+
+    /// The curl line against a plain listener on `http_port`, or (for a TLS
+    /// demo) the HTTPS listener given with its CA.
+    pub fn curl_to(&self, http_port: u16, tls: Option<(&TestPki, u16)>) -> String {
         let mut line = String::from("curl -si");
         let host = &self.request.authority;
         let url = if self.tls {
+            let (pki, https) = tls.expect("a TLS demo needs the HTTPS listener");
             line.push_str(&format!(
-                " --cacert {} --resolve {host}:{}:127.0.0.1",
+                " --cacert {} --resolve {host}:{https}:127.0.0.1",
                 pki.ca_pem.display(),
-                ports.https
             ));
-            format!("https://{host}:{}{}", ports.https, self.request.path)
+            format!("https://{host}:{https}{}", self.request.path)
         } else {
             line.push_str(&format!(" -H 'host: {host}'"));
-            format!("http://127.0.0.1:{}{}", ports.http, self.request.path)
+            format!("http://127.0.0.1:{http_port}{}", self.request.path)
         };
         if self.request.method != "GET" {
             line.push_str(&format!(" -X {}", self.request.method));
@@ -322,4 +328,35 @@ pub fn client_id_demo_credentials() -> Value {
     let text =
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{} is missing ({e})", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+}
+
+/// Blocks until Ctrl-C (SIGINT), SIGTERM, or one of the `watched`
+/// processes (name, pid) exits (then says which). The launchers stop their
+/// children afterwards (dropping them).
+pub fn wait_for_stop(watched: &[(&str, Option<u32>)]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = tick.tick() => {
+                    let gone = watched.iter().find(|(_, pid)| {
+                        !pid.map(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+                            .unwrap_or(false)
+                    });
+                    if let Some((name, _)) = gone {
+                        eprintln!("{name} exited; see its log above.");
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }

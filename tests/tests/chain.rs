@@ -4,316 +4,36 @@
 //! against its demo (status, key headers, what the upstream saw). The curl
 //! lines in the docs that target the `make run` Envoy (127.0.0.1 on
 //! 10000/10443/9901) are run the same way against it.
-use gatehouse_e2e::run::{demos, filters_in_repo, Demo, Expect, RunPorts};
+use gatehouse_e2e::launcher::{
+    check_demo, free_ports, parse_answer, printed_demo_lines, require_tools, run_line, Launched,
+};
+use gatehouse_e2e::run::{demos, filters_in_repo, RunPorts};
 use gatehouse_e2e::*;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-/// How long `gatehouse-run` may take to print its banner.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long one printed command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The last line of the banner.
 const BANNER_END: &str = "Ctrl-C stops Envoy and the upstreams.";
 
-/// A running `gatehouse-run`; stopped (SIGTERM, as Ctrl-C) when dropped.
-struct MakeRun {
-    child: Child,
-    ports: RunPorts,
-    /// Everything it printed up to the end of the banner.
-    stdout: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for MakeRun {
-    fn drop(&mut self) {
-        // The certificates it made (the printed CA's directory).
-        if let Some(ca) = self.stdout.iter().find_map(|l| {
-            l.split_once("self-signed test CA: ")
-                .map(|(_, p)| p.trim_end_matches(')').to_string())
-        }) {
-            if let Some(dir) = std::path::Path::new(&ca).parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        }
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // It did not stop on SIGTERM: that is a failure of the launcher.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            panic!("gatehouse-run did not stop on SIGTERM within 10 s");
-        }
-    }
-}
-
-/// Three free loopback ports (bound, then released for the launcher).
-fn free_ports() -> RunPorts {
-    let l: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let p = |i: usize| l[i].local_addr().unwrap().port();
-    RunPorts {
-        http: p(0),
-        https: p(1),
-        admin: p(2),
-    }
-}
-
-/// Starts the `make run` binary on free ports and reads its banner. A port
-/// taken in the instant between choosing and binding makes Envoy fail to
-/// start: then it is tried again on other ports (3 attempts).
-fn start_make_run() -> MakeRun {
+/// Starts the `make run` binary on free ports and reads its banner.
+fn start_make_run() -> Launched<RunPorts> {
     for f in filters_in_repo() {
         wasm_path(f);
     }
-    for tool in ["curl", "jq"] {
-        let found = Command::new("bash")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "{tool} is missing: the demo and doc lines run with it (Debian package {tool})"
-        );
-    }
-    let mut failures = Vec::new();
-    for _ in 0..3 {
-        let ports = free_ports();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse-run"))
-            .env("GATEHOUSE_HTTP_PORT", ports.http.to_string())
-            .env("GATEHOUSE_HTTPS_PORT", ports.https.to_string())
-            .env("GATEHOUSE_ADMIN_PORT", ports.admin.to_string())
+    require_tools(&["curl", "jq"]);
+    Launched::start(env!("CARGO_BIN_EXE_gatehouse-run"), BANNER_END, || {
+        let [http, https, admin] = free_ports();
+        let ports = RunPorts { http, https, admin };
+        let env = vec![
+            ("GATEHOUSE_HTTP_PORT", http.to_string()),
+            ("GATEHOUSE_HTTPS_PORT", https.to_string()),
+            ("GATEHOUSE_ADMIN_PORT", admin.to_string()),
             // Its scratch files (certificates, Envoy's dir) under target/tmp.
-            .env("CARGO_TARGET_TMPDIR", env!("CARGO_TARGET_TMPDIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run gatehouse-run");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = err_pipe.read_to_string(&mut buf);
-            sink.lock().unwrap().push_str(&buf);
-        });
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut run = MakeRun {
-            child,
-            ports,
-            stdout: Vec::new(),
-            stderr,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let end = line == BANNER_END;
-                    run.stdout.push(line);
-                    if end {
-                        return run;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "gatehouse-run printed no `{BANNER_END}` within {START_TIMEOUT:?}:\n{}",
-                        run.stdout.join("\n")
-                    );
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        // It exited before the end of its banner.
-        let _ = run.child.wait();
-        std::thread::sleep(Duration::from_millis(100));
-        failures.push(format!(
-            "ports {ports:?}:\n{}\n{}",
-            run.stdout.join("\n"),
-            run.stderr.lock().unwrap()
-        ));
-    }
-    panic!("gatehouse-run did not start:\n{}", failures.join("\n---\n"));
-}
-
-/// The answer of one command: the status codes printed before the full
-/// answer (`-w '%{http_code}'` loops), then the full answer (`curl -si`).
-#[derive(Debug)]
-struct Answer {
-    early: Vec<String>,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses `curl -si` output (possibly after interim `-w` lines): the
-/// last HTTP response in it.
-fn parse_answer(out: &str) -> Option<Answer> {
-    let lines: Vec<&str> = out.split('\n').collect();
-    let start = lines.iter().rposition(|l| l.starts_with("HTTP/"))?;
-    let early = lines[..start]
-        .iter()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    let status = lines[start].split_whitespace().nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
-    let mut i = start + 1;
-    while i < lines.len() {
-        let l = lines[i].trim_end_matches('\r');
-        i += 1;
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':')?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    Some(Answer {
-        early,
-        status,
-        headers,
-        body: lines[i.min(lines.len())..].join("\n"),
+            (
+                "CARGO_TARGET_TMPDIR",
+                env!("CARGO_TARGET_TMPDIR").to_string(),
+            ),
+        ];
+        (ports, env)
     })
-}
-
-/// Runs one command line with `bash -c` (bounded in time) in the
-/// repository root; returns its stdout. Fails the test when it fails.
-fn run_line(line: &str) -> String {
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(line)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bash");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out_pipe.read_to_end(&mut b);
-        b
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err_pipe.read_to_end(&mut b);
-        b
-    });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{line}` took longer than {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
-    let err = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
-    assert!(
-        status.success(),
-        "`{line}` failed ({status}):\nstderr: {err}\nstdout: {out}"
-    );
-    out
-}
-
-/// The (comment, command) pairs `make run` printed after `Try:`.
-fn printed_demo_lines(stdout: &[String]) -> Vec<(String, String)> {
-    let start = stdout
-        .iter()
-        .position(|l| l == "Try:")
-        .expect("`Try:` in the banner")
-        + 1;
-    let block: Vec<&str> = stdout[start..]
-        .iter()
-        .map(|l| l.trim())
-        .take_while(|l| !l.is_empty())
-        .collect();
-    assert!(
-        block.len().is_multiple_of(2),
-        "demo lines come as comment + command: {block:#?}"
-    );
-    block
-        .chunks(2)
-        .map(|c| {
-            assert!(c[0].starts_with("# "), "not a comment: {}", c[0]);
-            assert!(
-                c[1].starts_with("curl ") || c[1].starts_with("for "),
-                "not a command: {}",
-                c[1]
-            );
-            (c[0].to_string(), c[1].to_string())
-        })
-        .collect()
-}
-
-fn check_demo(demo: &Demo, a: &Answer, ports: &RunPorts) -> Result<(), String> {
-    if a.status != demo.expect_status {
-        return Err(format!(
-            "status {} (expected {})",
-            a.status, demo.expect_status
-        ));
-    }
-    for e in &demo.expect {
-        let ok = match e {
-            Expect::Header(k, v) => a.header(k) == Some(v.as_str()),
-            Expect::HeaderPresent(k) => a.header(k).is_some(),
-            Expect::RedirectToHttps(path) => {
-                let port = match ports.https {
-                    443 => String::new(),
-                    p => format!(":{p}"),
-                };
-                let want = format!("https://{}{port}{path}", demo.request.authority);
-                a.header("location") == Some(want.as_str())
-            }
-            Expect::BodyHas(t) => a.body.contains(t.as_str()),
-            Expect::BodyLacks(t) => !a.body.contains(t.as_str()),
-        };
-        if !ok {
-            return Err(format!("expected {e:?}"));
-        }
-    }
-    Ok(())
 }
 
 #[test]
@@ -339,7 +59,7 @@ fn iface_make_run_prints_curl_lines_that_work_as_printed() {
         let out = run_line(line);
         let a =
             parse_answer(&out).unwrap_or_else(|| panic!("`{line}` printed no HTTP answer:\n{out}"));
-        if let Err(e) = check_demo(demo, &a, &run.ports) {
+        if let Err(e) = check_demo(demo, &a, run.ports.https) {
             panic!("demo `{}`: {e}\n  {line}\nanswered:\n{out}", demo.what);
         }
         if built.contains(&"request-id") {

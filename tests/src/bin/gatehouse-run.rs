@@ -76,31 +76,7 @@ fn main() {
     println!();
     println!("Ctrl-C stops Envoy and the upstreams.");
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let envoy_pid = envoy.pid();
-    rt.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = tick.tick() => {
-                    let alive = envoy_pid
-                        .map(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-                        .unwrap_or(false);
-                    if !alive {
-                        eprintln!("Envoy exited; see its log above.");
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    gatehouse_e2e::run::wait_for_stop(&[("Envoy", envoy.pid())]);
     drop(envoy);
     println!("stopped.");
 }

@@ -507,3 +507,47 @@ fn the_global_mode_config_is_accepted_by_the_filter_and_is_the_example_plus_glob
         "manifests/ratelimit/ratelimit.json without `global` must be filters/rate-limit/example.json"
     );
 }
+
+/// `- components/rate-limit-global` (manifests/kustomization.yaml) in every
+/// variant: rate-limit's pluginConfig becomes manifests/ratelimit/ratelimit.json,
+/// which the filter's own parser accepts; no other plugin changes.
+#[test]
+fn the_rate_limit_global_component_sets_ratelimit_json_in_every_variant() {
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("manifests/ratelimit/ratelimit.json")).unwrap(),
+    )
+    .unwrap();
+    let line = "- components/rate-limit-global";
+    for v in Variant::all() {
+        let local = render(v).plugins().unwrap();
+        let global = Manifests::render_variant_with(&kubectl(), &root(), v, |dir| {
+            let k = dir.join("manifests/kustomization.yaml");
+            let text = std::fs::read_to_string(&k).map_err(|e| e.to_string())?;
+            let commented = format!("\n# {line}\n");
+            if text.matches(&commented).count() != 1 {
+                return Err(format!("expected exactly one `# {line}` line"));
+            }
+            std::fs::write(&k, text.replace(&commented, &format!("\n{line}\n")))
+                .map_err(|e| e.to_string())
+        })
+        .unwrap()
+        .plugins()
+        .unwrap();
+        assert_eq!(global.len(), local.len(), "{v}");
+        for (g, l) in global.iter().zip(&local) {
+            if g.filter == "rate-limit" {
+                assert_eq!(g.plugin_config, want, "{v}");
+                match parse_with_filter("rate-limit", g.plugin_config.to_string().as_bytes()) {
+                    Some(Ok(())) => {}
+                    other => panic!("{v}: rate-limit refuses the global pluginConfig: {other:?}"),
+                }
+                let (mut ge, mut le) = (essence(g), essence(l));
+                ge["pluginConfig"] = Value::Null;
+                le["pluginConfig"] = Value::Null;
+                assert_eq!(ge, le, "{v}: only pluginConfig changes");
+            } else {
+                assert_eq!(essence(g), essence(l), "{v}: {} changed", g.filter);
+            }
+        }
+    }
+}
