@@ -135,7 +135,7 @@ impl Response {
     }
 }
 
-/// Parses a complete HTTP/1.1 response (read until the peer closed).
+/// Parses a complete HTTP/1.1 response (as [`read_response`] returns it).
 pub fn parse_response(buf: &[u8]) -> Option<Response> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&buf[..end]).ok()?;
@@ -188,13 +188,111 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Sends raw bytes and reads the answer until the connection closes.
+/// Where the first complete HTTP/1.1 response in `buf` ends, by its
+/// framing: `None` while more bytes are needed. Interim 1xx heads (except
+/// 101) are part of the exchange and are skipped; a response to HEAD, a 204
+/// and a 304 end with their head; `transfer-encoding: chunked` ends with
+/// the last chunk and the trailers; `content-length` after that many bytes.
+/// A response with neither framing header is delimited by the peer's close,
+/// so it is never complete here (the caller reads to the end).
+pub fn response_end(buf: &[u8], head_request: bool) -> Option<usize> {
+    let mut start = 0;
+    loop {
+        let rest = buf.get(start..)?;
+        let head_len = rest.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = std::str::from_utf8(rest.get(..head_len)?).ok()?;
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let body_start = start + head_len;
+        if (100..200).contains(&status) && status != 101 {
+            start = body_start;
+            continue;
+        }
+        if head_request || status == 204 || status == 304 || status == 101 {
+            return Some(body_start);
+        }
+        let mut chunked = false;
+        let mut length = None;
+        for l in lines {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let (k, v) = (k.trim(), v.trim());
+            if k.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.to_ascii_lowercase().contains("chunked");
+            } else if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse::<usize>().ok();
+            }
+        }
+        if chunked {
+            return chunked_end(buf.get(body_start..)?).map(|n| body_start + n);
+        }
+        let len = length?;
+        return (buf.len() >= body_start + len).then_some(body_start + len);
+    }
+}
+
+/// The length of a complete chunked body (chunks, last chunk, trailers and
+/// the final empty line), or `None` while it is incomplete.
+fn chunked_end(data: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    loop {
+        let line_len = data.get(pos..)?.windows(2).position(|w| w == b"\r\n")?;
+        let line = std::str::from_utf8(data.get(pos..pos + line_len)?).ok()?;
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        pos += line_len + 2;
+        if size == 0 {
+            // Trailers, each ending in CRLF, then an empty line.
+            loop {
+                let l = data.get(pos..)?.windows(2).position(|w| w == b"\r\n")?;
+                pos += l + 2;
+                if l == 0 {
+                    return Some(pos);
+                }
+            }
+        }
+        pos += size + 2;
+        if data.len() < pos {
+            return None;
+        }
+    }
+}
+
+/// Reads one response from `r`: up to the end its framing gives (see
+/// [`response_end`]), or to the peer's close when it has no framing. It does
+/// not wait for the close after a framed response: Envoy delays closing a
+/// `connection: close` connection until the client closes (up to its
+/// `delayed_close_timeout`, 1 s), which the caller does by dropping the
+/// stream. Bytes after the response are not read.
+pub fn read_response<R: Read>(r: &mut R, head_request: bool) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = response_end(&buf, head_request) {
+            buf.truncate(end);
+            return buf;
+        }
+        match r.read(&mut chunk) {
+            Ok(0) => return buf,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A timeout or a reset: the caller reports what arrived.
+            Err(_) => return buf,
+        }
+    }
+}
+
+/// Whether raw request bytes are a HEAD request (its answer has no body).
+fn is_head(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"HEAD ")
+}
+
+/// Sends raw bytes and reads the one answer (framed; see [`read_response`]).
 pub fn send_raw(port: u16, bytes: &[u8]) -> Response {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.write_all(bytes).expect("send request");
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
+    let buf = read_response(&mut s, is_head(bytes));
     parse_response(&buf).unwrap_or_else(|| {
         panic!(
             "no valid HTTP/1.1 response ({} bytes): {:?}",
@@ -283,12 +381,36 @@ pub fn send_h1_tls(port: u16, req: &Request, tls: &TlsClient) -> Response {
     let conn = rustls::ClientConnection::new(tls.config.clone(), name).expect("TLS client");
     let mut stream = rustls::StreamOwned::new(conn, sock);
     stream.write_all(&req.to_h1_bytes()).expect("send over TLS");
-    let mut buf = Vec::new();
-    let _ = stream.read_to_end(&mut buf);
+    let buf = read_response(&mut stream, req.method == "HEAD");
     parse_response(&buf).unwrap_or_else(|| {
         panic!(
             "no valid HTTP/1.1 response over TLS: {:?}",
             String::from_utf8_lossy(&buf)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::response_end;
+
+    #[test]
+    fn a_response_ends_where_its_framing_says() {
+        let cl = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabcEXTRA";
+        assert_eq!(response_end(cl, false), Some(cl.len() - 5));
+        assert_eq!(response_end(&cl[..cl.len() - 6], false), None);
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert_eq!(response_end(head, true), Some(head.len()));
+        assert_eq!(response_end(head, false), None);
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n";
+        assert_eq!(response_end(chunked, false), Some(chunked.len()));
+        assert_eq!(response_end(&chunked[..chunked.len() - 2], false), None);
+        let no_content = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(response_end(no_content, false), Some(no_content.len()));
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(response_end(interim, false), Some(interim.len()));
+        // No framing header: delimited by the close only.
+        assert_eq!(response_end(b"HTTP/1.0 200 OK\r\n\r\nabc", false), None);
+    }
 }

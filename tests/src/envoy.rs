@@ -4,7 +4,7 @@ use crate::client::{self, Request, Response};
 use crate::config::EnvoyConfig;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -299,8 +299,7 @@ fn admin_request(port: u16, method: &str, path: &str) -> Option<String> {
         "{method} {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
     )
     .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
+    let buf = client::read_response(&mut s, false);
     let resp = client::parse_response(&buf)?;
     if (200..300).contains(&resp.status) {
         Some(String::from_utf8_lossy(&resp.body).to_string())

@@ -84,10 +84,10 @@ fn raw_request(method: &str, path: &str, header_lines: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// HEAD over HTTP/1.1: the response head as text (the harness parser
-/// expects a body after `transfer-encoding: chunked`, which HEAD never has).
+/// HEAD over HTTP/1.1: the response head as text (read by its framing:
+/// an answer to HEAD ends with its head, whatever `transfer-encoding` says).
 fn send_h1_head(port: u16, path: &str, host: &str) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
@@ -96,8 +96,7 @@ fn send_h1_head(port: u16, path: &str, host: &str) -> String {
         "HEAD {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
+    let buf = gatehouse_e2e::client::read_response(&mut s, true);
     String::from_utf8_lossy(&buf).to_string()
 }
 

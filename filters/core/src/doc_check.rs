@@ -95,6 +95,65 @@ pub fn counters(adapter_src: &str) -> Vec<String> {
     out
 }
 
+/// The rejection reasons a filter declares: the string literals of its
+/// `REASONS` const (`pub const REASONS: [&str; N] = ["a", "b"];`, over any
+/// number of lines). Empty when the sources have none.
+pub fn rejection_reasons(src: &str) -> Vec<String> {
+    let Some(start) = src.find("const REASONS") else {
+        return Vec::new();
+    };
+    let rest = src.get(start..).unwrap_or("");
+    let body = rest
+        .find("= [")
+        .and_then(|i| rest.get(i + 3..))
+        .and_then(|b| b.get(..b.find("];")?))
+        .unwrap_or("");
+    body.lines()
+        .flat_map(string_literals)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The reason codes the sources pass to a local reply: in each call of a
+/// function in `calls` (e.g. `error_body(`), the first string literal of its
+/// arguments when it is a snake_case word (`"rate_limited"`). A reason that
+/// comes from a variable is not seen; a `REASONS` const lists those.
+pub fn reply_codes(src: &str, calls: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for call in calls {
+        for (i, _) in src.match_indices(call) {
+            let args = src.get(i + call.len()..).unwrap_or("");
+            // The arguments up to the call's closing parenthesis.
+            let mut depth = 1usize;
+            let end = args
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(args.len(), |(j, _)| j);
+            let first = args
+                .get(..end)
+                .and_then(|a| string_literals(a).into_iter().next());
+            if let Some(code) = first {
+                let word = !code.is_empty()
+                    && code.contains('_')
+                    && code
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if word && !out.iter().any(|o| o == code) {
+                    out.push(code.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The names in `names` that `readme` does not mention as code: a name is
 /// documented when it stands as a whole word inside a backtick span
 /// (`` `name` ``, `` `gatehouse.x.name` ``, `` `{"name": 1}` ``).
@@ -201,6 +260,19 @@ pub enum Mode {
                 "identified.api_key"
             ]
         );
+    }
+
+    #[test]
+    fn reasons_and_reply_codes() {
+        let src = "pub const REASONS: [&str; 2] = [\n    \"bad_path\",\n    \"rate_limited\",\n];\n\
+                   fn f() { error_body(\"bad_path\", \"no\", id); json_reply(404, \"no_route\", \"no route\", id);\n\
+                   limited_reply(1,\n Vec::new(),\n \"rate_limited\", \"x\"); error_body(code, \"a message\", id); }";
+        assert_eq!(rejection_reasons(src), vec!["bad_path", "rate_limited"]);
+        assert_eq!(
+            reply_codes(src, &["error_body(", "json_reply(", "limited_reply("]),
+            vec!["bad_path", "no_route", "rate_limited"]
+        );
+        assert!(rejection_reasons("fn main() {}").is_empty());
     }
 
     #[test]

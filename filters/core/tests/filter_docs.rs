@@ -1,12 +1,15 @@
 //! Every filter of the inventory documents, in `filters/<name>/README.md`,
-//! every configuration field and every counter its code defines (read from
+//! every configuration field, every counter and every rejection reason its
+//! code defines (read from
 //! the crate's sources, so a new one without a line of documentation fails
 //! `make test`), and ships an `example.json`.
 #![cfg(not(target_arch = "wasm32"))]
 // Test helpers outside #[test] functions may fail the test by panicking.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use gatehouse_core::doc_check::{config_fields, counters, undocumented};
+use gatehouse_core::doc_check::{
+    config_fields, counters, rejection_reasons, reply_codes, undocumented,
+};
 use gatehouse_core::FILTERS;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +70,42 @@ fn each_readme_documents_every_counter() {
         assert!(
             missing.is_empty(),
             "filters/{filter}/README.md does not document the counters {missing:?}"
+        );
+    }
+}
+
+/// Functions a filter calls with a reason code as their first literal.
+const REPLY_CALLS: [&str; 4] = ["error_body(", "json_reply(", "limited_reply(", "reject("];
+
+/// A filter that answers with an error body declares its reasons in a
+/// `REASONS` const, which holds every code its sources pass to a reply, and
+/// its README documents each (the `error` of the JSON body).
+#[test]
+fn each_readme_documents_every_rejection_reason() {
+    for filter in FILTERS {
+        let srcs = sources(filter);
+        let reasons: Vec<String> = srcs
+            .iter()
+            .flat_map(|(_, text)| rejection_reasons(text))
+            .collect();
+        let codes: Vec<String> = srcs
+            .iter()
+            .flat_map(|(_, text)| reply_codes(text, &REPLY_CALLS))
+            .collect();
+        let replies = srcs.iter().any(|(_, t)| t.contains("error_body("));
+        assert!(
+            !replies || !reasons.is_empty(),
+            "{filter} sends error bodies but declares no `REASONS`"
+        );
+        let undeclared: Vec<&String> = codes.iter().filter(|c| !reasons.contains(c)).collect();
+        assert!(
+            undeclared.is_empty(),
+            "{filter}: reply codes missing from `REASONS`: {undeclared:?}"
+        );
+        let missing = undocumented(&read(filter, "README.md"), &reasons);
+        assert!(
+            missing.is_empty(),
+            "filters/{filter}/README.md does not document the rejection reasons {missing:?}"
         );
     }
 }

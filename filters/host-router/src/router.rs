@@ -372,6 +372,9 @@ pub fn safe_rewritten_path(path_full: &str) -> bool {
 
 use gatehouse_core::reply::request_id_for_body as request_id;
 
+/// Every rejection reason (the `error` of the JSON body of a local reply).
+pub const REASONS: [&str; 4] = ["bad_host", "unknown_host", "bad_path", "no_route"];
+
 fn json_reply(status: u16, code: &str, message: &str, request_id: Option<&str>) -> LocalReply {
     LocalReply {
         status,

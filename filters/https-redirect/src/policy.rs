@@ -38,6 +38,10 @@ pub enum ExemptReason {
     Host,
 }
 
+/// Every rejection reason (the `error` of the JSON body): the
+/// [`RejectReason::code`]s.
+pub const REASONS: [&str; 3] = ["invalid_host", "host_not_allowed", "invalid_path"];
+
 /// Why a plain-HTTP request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {

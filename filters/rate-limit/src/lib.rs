@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod gcra;
 pub mod key;
+pub mod reasons;
 pub mod rls;
 pub mod table;
 
