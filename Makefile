@@ -78,7 +78,7 @@ build: .venv/.rust-targets
 	@echo "built filters:"; for f in $(FILTERS) gatehouse; do printf '  %-28s %8d bytes\n' "dist/$$f.wasm" $$(stat -c %s $(DIST)/$$f.wasm); done
 	# The rate-limit service (services/ratelimit), natively; --workspace so
 	# features unify as in the other native builds (nothing compiled twice).
-	cargo build --workspace --bin gatehouse-ratelimit
+	cargo build $(TEST_PACKAGES) --bin gatehouse-ratelimit
 
 # --- test ------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ pub const REASONS: [&str; 3] = [
     "missing_rate_limit_key",
     // Over the limit.
     "rate_limited",
-    // The state could not be read or written and `on_store_failure` is deny.
+    // The state could not be read or written and `on_store_failure` is deny,
+    // or a global rule's service failed and its `on_error` is deny.
     "rate_limit_unavailable",
 ];
