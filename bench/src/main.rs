@@ -734,10 +734,27 @@ fn main() {
         .unwrap_or_else(|| repo_root().join("docs/benchmarks.md"));
     let micro =
         std::fs::read_to_string(repo_root().join("target/bench-micro.md")).unwrap_or_default();
+    // The host-call budgets (enforced by the filters' unit tests) live in
+    // this file too: their marked region is kept verbatim.
+    let budgets = std::fs::read_to_string(repo_root().join("docs/benchmarks.md"))
+        .ok()
+        .and_then(|doc| marked_region(&doc, BUDGETS_BEGIN, BUDGETS_END))
+        .map(|r| format!("## Host calls per request (budgets)\n\n{r}\n\n"))
+        .unwrap_or_default();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    std::fs::write(&out, format!("{report}{micro}")).unwrap();
+    std::fs::write(&out, format!("{report}{budgets}{micro}")).unwrap();
     println!("{report}");
     println!("written to {}", out.display());
+}
+
+const BUDGETS_BEGIN: &str = "<!-- host-call-budgets:begin -->";
+const BUDGETS_END: &str = "<!-- host-call-budgets:end -->";
+
+/// The text from `begin` to `end`, markers included.
+fn marked_region(doc: &str, begin: &str, end: &str) -> Option<String> {
+    let i = doc.find(begin)?;
+    let j = doc[i..].find(end)? + i + end.len();
+    Some(doc[i..j].to_string())
 }
 
 fn render(run: &Run, med: &[Sample], p: &Params, took: Duration) -> String {
