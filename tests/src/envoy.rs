@@ -2,12 +2,13 @@
 
 use crate::client::{self, Request, Response};
 use crate::config::EnvoyConfig;
+use crate::process::Process;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long Envoy may take to become ready (V8 compiles each module per
@@ -16,12 +17,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A running Envoy. Killed on drop; its log is printed if the test panicked.
 pub struct Envoy {
-    child: Option<Child>,
+    process: Process,
     pub dir: PathBuf,
     pub admin_port: u16,
     pub http_port: u16,
     pub tls_port: Option<u16>,
-    log_path: PathBuf,
 }
 
 /// Envoy did not become ready: its exit status (if it exited) and log.
@@ -100,23 +100,17 @@ impl Envoy {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
         let mut envoy = Envoy {
-            child: Some(child),
+            process: Process::new("Envoy", child, dir.to_path_buf(), log_path),
             dir: dir.to_path_buf(),
             admin_port: 0,
             http_port: 0,
             tls_port: None,
-            log_path,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = envoy
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                envoy.child = None;
+            if let Some(exited) = envoy.process.exited() {
                 return Err(StartFailure {
-                    exited: status.code(),
+                    exited,
                     log: envoy.log(),
                 });
             }
@@ -223,7 +217,7 @@ impl Envoy {
 
     /// Envoy's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.log()
     }
 
     /// Waits until the log contains `needle` (bounded).
@@ -261,33 +255,12 @@ impl Envoy {
 
     /// The process id (for resource measurements).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.process.pid()
     }
 
     /// Stops Envoy now.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let failed = std::thread::panicking();
-        if failed {
-            eprintln!(
-                "===== Envoy log ({}) =====\n{}\n===== end of Envoy log =====",
-                self.log_path.display(),
-                self.log()
-            );
-        }
-        self.stop();
-        // Keep the files of a failed test for inspection; tidy up otherwise.
-        if !failed && std::env::var_os("GATEHOUSE_KEEP_SCRATCH").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        self.process.stop();
     }
 }
 

@@ -28,6 +28,7 @@ pub mod echo;
 pub mod envoy;
 pub mod launcher;
 pub mod pki;
+pub mod process;
 pub mod ratelimit_service;
 pub mod redis;
 pub mod run;

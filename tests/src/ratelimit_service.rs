@@ -3,6 +3,7 @@
 //! gatehouse-ratelimit`; `make build` does it). A missing binary fails the
 //! test. Killed on drop; its log is printed when the test failed.
 
+use crate::process::Process;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,12 +33,11 @@ pub fn ratelimit_bin() -> PathBuf {
 }
 
 pub struct RateLimitService {
-    child: Option<Child>,
+    process: Process,
     /// Where it listens (`127.0.0.1:<port>`).
     pub addr: String,
     pub port: u16,
     pub dir: PathBuf,
-    log_path: PathBuf,
 }
 
 /// The service refused to start: exit code and stderr.
@@ -117,11 +117,15 @@ impl RateLimitService {
                     .to_string();
                 let port = addr.rsplit(':').next().unwrap().parse().unwrap();
                 Ok(RateLimitService {
-                    child: Some(child),
+                    process: Process::new(
+                        "gatehouse-ratelimit",
+                        child,
+                        dir.to_path_buf(),
+                        log_path.clone(),
+                    ),
                     addr,
                     port,
                     dir: dir.to_path_buf(),
-                    log_path,
                 })
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(failed(&mut child)),
@@ -138,36 +142,16 @@ impl RateLimitService {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.log()
     }
 
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.process.pid()
     }
 
     /// Kills the service now (SIGKILL).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for RateLimitService {
-    fn drop(&mut self) {
-        let failed = std::thread::panicking();
-        if failed {
-            eprintln!(
-                "===== gatehouse-ratelimit log ({}) =====\n{}\n===== end =====",
-                self.log_path.display(),
-                self.log()
-            );
-        }
-        self.stop();
-        if !failed && std::env::var_os("GATEHOUSE_KEEP_SCRATCH").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        self.process.stop();
     }
 }

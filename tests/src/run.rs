@@ -330,6 +330,15 @@ pub fn client_id_demo_credentials() -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
 }
 
+/// A port from the environment variable `name`, else `default` (the run
+/// binaries' `GATEHOUSE_*_PORT` settings).
+pub fn port_from_env(name: &str, default: u16) -> u16 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Blocks until Ctrl-C (SIGINT), SIGTERM, or one of the `watched`
 /// processes (name, pid) exits (then says which). The launchers stop their
 /// children afterwards (dropping them).

@@ -9,18 +9,11 @@
     clippy::indexing_slicing
 )]
 
-use gatehouse_e2e::run::wait_for_stop;
+use gatehouse_e2e::run::{port_from_env, wait_for_stop};
 use gatehouse_e2e::run_cluster::{
     cluster_demo_lines, Cluster, ClusterPorts, BANNER_END, DEMO_LIMIT, RLS_CLUSTER,
 };
 use gatehouse_e2e::{dist_dir, envoy_bin};
-
-fn port_from_env(name: &str, default: u16) -> u16 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let ports = ClusterPorts {

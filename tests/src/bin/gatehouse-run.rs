@@ -9,15 +9,8 @@
     clippy::indexing_slicing
 )]
 
-use gatehouse_e2e::run::{chain_config, demo_pki, RunPorts, CHAIN_ORDER};
+use gatehouse_e2e::run::{chain_config, demo_pki, port_from_env, RunPorts, CHAIN_ORDER};
 use gatehouse_e2e::{dist_dir, scratch_dir, Echo, Envoy};
-
-fn port_from_env(name: &str, default: u16) -> u16 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let ports = RunPorts {
