@@ -60,6 +60,36 @@ fn preserved_id() {
 }
 
 #[test]
+fn continued_trace() {
+    let vm = vm();
+    let http = vm.http();
+    let req = http.request_headers(&request(&[
+        ("x-request-id", ID),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("x-b3-spanid", "00f067aa0ba902b7"),
+        ("x-b3-sampled", "1"),
+    ]));
+    assert_eq!(req.action, Action::Continue);
+    let headers = fake::request_headers();
+    assert_eq!(
+        fake::header(&headers, "x-b3-traceid").as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(
+        fake::header(&headers, "x-b3-parentspanid").as_deref(),
+        Some("00f067aa0ba902b7")
+    );
+    let traceparent = fake::header(&headers, "traceparent").expect("traceparent");
+    assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    assert!(!traceparent.contains("00f067aa0ba902b7"));
+    assert_budget(FILTER, "continued trace", "request headers", &req.calls);
+}
+
+#[test]
 fn every_row_tested() {
     assert_rows_covered(
         FILTER,
@@ -68,6 +98,7 @@ fn every_row_tested() {
             ("new id", "response headers"),
             ("preserved id", "request headers"),
             ("preserved id", "response headers"),
+            ("continued trace", "request headers"),
         ],
     );
 }
