@@ -18,5 +18,9 @@ pub mod waiters;
 #[cfg(test)]
 mod tests;
 
-#[cfg(target_os = "wasi")]
+#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
 pub mod filter;
+
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
+mod budget_tests;

@@ -12,5 +12,9 @@ pub mod split;
 pub use config::Config;
 pub use router::{Action, Decision, LocalReply, Outcome, Router};
 
-#[cfg(target_os = "wasi")]
+#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
 pub mod filter;
+
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
+mod budget_tests;

@@ -9,8 +9,12 @@
 pub mod config;
 pub mod policy;
 
-#[cfg(target_os = "wasi")]
+#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
 pub mod filter;
+
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
+mod budget_tests;
 
 pub use config::{Config, Hsts};
 pub use policy::{Outcome, Policy};

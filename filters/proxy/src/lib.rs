@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 pub use proxy_wasm;
 
+#[cfg(all(feature = "fake-host", not(target_arch = "wasm32")))]
+pub mod fake;
 pub mod grpc;
 pub mod shared_data;
 
@@ -459,11 +461,12 @@ pub mod fused {
 /// combined gatehouse.wasm) and the proxy-wasm entry point; `filter_entry!()`
 /// adds only the entry point, for a filter with its own `new_root`. The
 /// entry point is left out when the filter crate is built with its
-/// `no-entry` feature (as a library of gatehouse.wasm).
+/// `no-entry` feature (as a library of gatehouse.wasm), and in native test
+/// builds (which drive `new_root` through [`fake`]).
 #[macro_export]
 macro_rules! filter_entry {
     () => {
-        #[cfg(not(feature = "no-entry"))]
+        #[cfg(all(not(feature = "no-entry"), target_os = "wasi"))]
         $crate::proxy_wasm::main! {{
             $crate::init_logging();
             $crate::proxy_wasm::set_root_context(new_root);

@@ -15,5 +15,9 @@ pub mod reasons;
 pub mod rls;
 pub mod table;
 
-#[cfg(target_os = "wasi")]
+#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
 pub mod filter;
+
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
+mod budget_tests;

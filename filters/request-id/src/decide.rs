@@ -221,7 +221,14 @@ fn decide_trace(cfg: &Config, h: &HeaderSnapshot, rng: &mut impl RandomSource, d
         }
     }
     for (name, value) in emitted {
-        d.request_ops.push(HeaderOp::set(name, value));
+        // A header that already carries exactly this value (once) is left
+        // alone: setting it again costs a host call and changes nothing
+        // (a continued trace keeps its trace id and sampling flag).
+        let mut present = h.all(name);
+        let unchanged = present.next() == Some(value.as_bytes()) && present.next().is_none();
+        if !unchanged {
+            d.request_ops.push(HeaderOp::set(name, value));
+        }
     }
     d.trace = Some(outcome);
     d.outgoing = Some(out);
@@ -255,6 +262,38 @@ mod tests {
 
     fn s(h: &HeaderSnapshot, n: &str) -> Option<String> {
         h.first_str(n).map(|v| v.unwrap().to_string())
+    }
+
+    #[test]
+    fn unchanged_trace_headers_are_not_written() {
+        let cfg = r#"{"tracing": {"enabled": true, "emit": ["b3_multi", "w3c"]}}"#;
+        let (d, h) = run(
+            cfg,
+            &[
+                ("traceparent", &format!("00-{T32}-{S16}-01")),
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S16),
+                ("x-b3-sampled", "1"),
+            ],
+        );
+        assert_eq!(d.trace, Some(TraceOutcome::Continued));
+        let written: Vec<&str> = d.request_ops.iter().map(|o| o.name()).collect();
+        assert!(!written.contains(&"x-b3-traceid"), "{written:?}");
+        assert!(!written.contains(&"x-b3-sampled"), "{written:?}");
+        assert_eq!(s(&h, "x-b3-traceid").as_deref(), Some(T32));
+        assert_eq!(s(&h, "x-b3-sampled").as_deref(), Some("1"));
+        assert_eq!(s(&h, "x-b3-parentspanid").as_deref(), Some(S16));
+        // A duplicated header is still rewritten to the one value.
+        let (d, _) = run(
+            cfg,
+            &[
+                ("x-b3-traceid", T32),
+                ("x-b3-traceid", T32),
+                ("x-b3-spanid", S16),
+                ("x-b3-sampled", "1"),
+            ],
+        );
+        assert!(d.request_ops.iter().any(|o| o.name() == "x-b3-traceid"));
     }
 
     #[test]

@@ -10,5 +10,9 @@ pub mod id;
 pub mod trace;
 pub mod tracestate;
 
-#[cfg(target_os = "wasi")]
+#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
 pub mod filter;
+
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
+mod budget_tests;
