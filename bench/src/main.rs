@@ -739,7 +739,7 @@ fn main() {
     let budgets = std::fs::read_to_string(repo_root().join("docs/benchmarks.md"))
         .ok()
         .and_then(|doc| marked_region(&doc, BUDGETS_BEGIN, BUDGETS_END))
-        .map(|r| format!("## Host calls per request (budgets)\n\n{r}\n\n"))
+        .map(|r| format!("## Host-call budgets\n\n{BUDGETS_INTRO}\n\n{r}\n\n"))
         .unwrap_or_default();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     std::fs::write(&out, format!("{report}{budgets}{micro}")).unwrap();
@@ -749,6 +749,7 @@ fn main() {
 
 const BUDGETS_BEGIN: &str = "<!-- host-call-budgets:begin -->";
 const BUDGETS_END: &str = "<!-- host-call-budgets:end -->";
+const BUDGETS_INTRO: &str = "The host calls (proxy-wasm ABI functions, without `proxy_`) each filter's adapter makes per phase of a typical request, counted natively by the recording fake host (`filters/proxy/src/fake.rs`); each filter's `src/budget_tests.rs` (run by `make test`) fails when a phase makes more, fewer or other calls than its row, so lowering a budget means editing this table (kept verbatim by `make bench`).";
 
 /// The text from `begin` to `end`, markers included.
 fn marked_region(doc: &str, begin: &str, end: &str) -> Option<String> {
