@@ -311,7 +311,7 @@ fn scenarios() -> Vec<Scenario> {
                 "rate-limit-global",
                 "rate-limit in global mode: a gRPC callout per request to gatehouse-ratelimit + Redis on loopback, never reached",
                 |ctx, c| {
-                    c.raw_cluster(rls_cluster(RLS, ctx.rls_port()))
+                    c.raw_cluster(rls_cluster(RLS, &[ctx.rls_port()]))
                         .filter(filter("rate-limit", rate_limit_global_config()))
                 },
                 vec!["rate-limit"],

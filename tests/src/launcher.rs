@@ -244,17 +244,8 @@ pub fn run_line(line: &str) -> String {
         b
     });
     let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{line}` took longer than {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::process::wait_until(&mut child, deadline, Duration::from_millis(20))
+        .unwrap_or_else(|| panic!("`{line}` took longer than {COMMAND_TIMEOUT:?}"));
     let out = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
     let err = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
     assert!(

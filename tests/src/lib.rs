@@ -44,6 +44,15 @@ pub use redis::Redis;
 
 use std::path::PathBuf;
 
+/// A two-thread tokio runtime for tests that send concurrent requests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

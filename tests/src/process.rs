@@ -3,7 +3,24 @@
 //! removed when it passed (kept with `GATEHOUSE_KEEP_SCRATCH`).
 
 use std::path::PathBuf;
-use std::process::Child;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Waits for `child` until `deadline`, polling every `poll`; past the
+/// deadline kills and reaps it and answers `None` (every wait is bounded).
+pub fn wait_until(child: &mut Child, deadline: Instant, poll: Duration) -> Option<ExitStatus> {
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(poll);
+    }
+}
 
 pub struct Process {
     name: &'static str,

@@ -65,20 +65,23 @@ pub fn rate_limit_config() -> Value {
 }
 
 /// A static HTTP/2 cluster to the rate-limit service on loopback.
-pub fn rls_cluster(name: &str, port: u16) -> Value {
+pub fn rls_cluster(name: &str, ports: &[u16]) -> Value {
+    let endpoints: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
+        .collect();
     json!({
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http2_protocol_options": {}}
             }
         },
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-        ]}]}
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]}
     })
 }
 
@@ -87,7 +90,7 @@ pub fn rls_cluster(name: &str, port: u16) -> Value {
 pub fn replica_config(http: u16, admin: u16, echo: &Echo, rls_port: u16) -> EnvoyConfig {
     let mut cfg = EnvoyConfig::new()
         .cluster("echo", echo.port)
-        .raw_cluster(rls_cluster(RLS_CLUSTER, rls_port))
+        .raw_cluster(rls_cluster(RLS_CLUSTER, &[rls_port]))
         .concurrency(2)
         // An edge proxy, as `make run`.
         .hcm(json!({"use_remote_address": true, "xff_num_trusted_hops": 0}))

@@ -716,17 +716,12 @@ fn check_image_context(image: &str, build: &Value) {
         .unwrap();
     // Bounded: a cold dependency check takes a few minutes on 2 cores.
     let deadline = started + std::time::Duration::from_secs(900);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("cargo check of the {image} context took more than 15 minutes");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let status = gatehouse_e2e::process::wait_until(
+        &mut child,
+        deadline,
+        std::time::Duration::from_millis(200),
+    )
+    .unwrap_or_else(|| panic!("cargo check of the {image} context took more than 15 minutes"));
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         status.success(),

@@ -25,14 +25,6 @@ fn rate_limit(config: Value) -> WasmFilter {
     WasmFilter::new("rate-limit", config)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Sends every request at once, each on its own connection: all
 /// connections are opened first (Envoy spreads them over its workers), then
 /// every request is written after one barrier.

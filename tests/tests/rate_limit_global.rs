@@ -12,6 +12,7 @@
 )]
 
 use gatehouse_e2e::client::parse_response;
+use gatehouse_e2e::run_cluster::rls_cluster;
 use gatehouse_e2e::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -21,35 +22,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const G: &str = "gatehouse.rate_limit.global";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The `rls` cluster: HTTP/2 to each port (one endpoint per service).
-fn rls_cluster(name: &str, ports: &[u16]) -> Value {
-    let endpoints: Vec<Value> = ports
-        .iter()
-        .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
-        .collect();
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "lb_policy": "ROUND_ROBIN",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}}
-            }
-        },
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]}
-    })
-}
 
 fn envoy(echo: u16, rls_ports: &[u16], filters: Vec<WasmFilter>) -> Envoy {
     let mut cfg = EnvoyConfig::new()

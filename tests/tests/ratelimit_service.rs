@@ -18,6 +18,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_li
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use gatehouse_e2e::run_cluster::rls_cluster;
 use gatehouse_e2e::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -81,14 +82,6 @@ fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>, hits: u32) -> Ra
         descriptors,
         hits_addend: hits,
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn client(uri: &str) -> RateLimitServiceClient<Channel> {
@@ -559,27 +552,11 @@ fn bad_config_is_refused_naming_the_field() {
 /// failures) for every request: descriptors as the gatehouse filter sends
 /// them for rule `api` (client id from `x-client-id`).
 fn envoy_with_native_filter(echo_port: u16, rls_ports: &[u16]) -> Envoy {
-    let endpoints: Vec<Value> = rls_ports
-        .iter()
-        .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
-        .collect();
     Envoy::start(
         &EnvoyConfig::new()
             .cluster("echo", echo_port)
             .concurrency(2)
-            .raw_cluster(json!({
-                "name": "rls",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "lb_policy": "ROUND_ROBIN",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}}
-                    }
-                },
-                "load_assignment": {"cluster_name": "rls", "endpoints": [{"lb_endpoints": endpoints}]}
-            }))
+            .raw_cluster(rls_cluster("rls", rls_ports))
             .raw_filter(json!({
                 "name": "envoy.filters.http.ratelimit",
                 "typed_config": {
