@@ -749,7 +749,7 @@ fn main() {
 
 const BUDGETS_BEGIN: &str = "<!-- host-call-budgets:begin -->";
 const BUDGETS_END: &str = "<!-- host-call-budgets:end -->";
-const BUDGETS_INTRO: &str = "The host calls (proxy-wasm ABI functions, without `proxy_`) each filter's adapter makes per phase of a typical request, counted natively by the recording fake host (`filters/proxy/src/fake.rs`); each filter's `src/budget_tests.rs` (run by `make test`) fails when a phase makes more, fewer or other calls than its row, so lowering a budget means editing this table (kept verbatim by `make bench`).";
+const BUDGETS_INTRO: &str = "The host calls (proxy-wasm ABI functions, without `proxy_`) each filter's adapter makes per phase of a typical request, counted natively by the recording fake host (`filters/proxy/src/fake.rs`); each filter's `src/budget_tests.rs` (run by `make test`) fails when a phase makes more, fewer or other calls than its row, so lowering a budget means editing this table (kept verbatim by `make bench`). Counters are not written per request: each VM adds them up and every root's tick (every 100 ms, `filters/proxy/src/counters.rs`) hands each counter that moved to Envoy with one `increment_metric`; the *next tick* rows are that flush after the one request, and it costs the same after a thousand (under load, a small fraction of a call per request). Envoy's stats lag by at most one tick.";
 
 /// The text from `begin` to `end`, markers included.
 fn marked_region(doc: &str, begin: &str, end: &str) -> Option<String> {

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 /// worker; a loaded CI machine is slow).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long a gatehouse metric read waits for the filters' counter flush:
+/// three flush periods (the tick can run late on a loaded worker).
+pub const COUNTER_FLUSH_WAIT: Duration = Duration::from_millis(300);
+
 /// A running Envoy. Killed on drop; its log is printed if the test panicked.
 pub struct Envoy {
     process: Process,
@@ -206,8 +210,13 @@ impl Envoy {
     }
 
     /// A gatehouse metric that may legitimately not exist (yet): `None`
-    /// when Envoy has no such name.
+    /// when Envoy has no such name. The filters count in the VM and hand
+    /// their counters to Envoy on a tick (every 100 ms,
+    /// `gatehouse_proxy::counters::FLUSH_PERIOD`), so the read first waits
+    /// [`COUNTER_FLUSH_WAIT`]: everything answered before the call is then
+    /// in the stats.
     pub fn metric_opt(&self, name: &str) -> Option<u64> {
+        std::thread::sleep(COUNTER_FLUSH_WAIT);
         let stats = self.stats();
         stats
             .get(name)

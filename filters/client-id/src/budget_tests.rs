@@ -49,6 +49,7 @@ fn api_key() {
     assert_budget(FILTER, "API key", "request headers", &req.calls);
     let resp = http.response_headers(&[(":status", "200")]);
     assert_budget(FILTER, "API key", "response headers", &resp.calls);
+    assert_budget(FILTER, "API key", "next tick", &vm.tick());
 }
 
 #[test]
@@ -59,6 +60,7 @@ fn bad_key_refused() {
     assert_eq!(req.action, Action::Pause);
     assert_eq!(fake::local_reply().map(|r| r.status), Some(401));
     assert_budget(FILTER, "bad key (401)", "request headers", &req.calls);
+    assert_budget(FILTER, "bad key (401)", "next tick", &vm.tick());
 }
 
 #[test]
@@ -67,6 +69,7 @@ fn jwt_verified_cache_hit() {
     let bearer = format!("Bearer {}", demo("jwt"));
     let first = run(&vm.http(), &request(("authorization", &bearer)));
     assert_eq!(first.action, Action::Continue);
+    vm.tick(); // flushes the first request's counters
     let http = vm.http();
     let req = run(&http, &request(("authorization", &bearer)));
     assert_eq!(req.action, Action::Continue);
@@ -80,6 +83,7 @@ fn jwt_verified_cache_hit() {
         "request headers",
         &req.calls,
     );
+    assert_budget(FILTER, "JWT (verified-cache hit)", "next tick", &vm.tick());
 }
 
 #[test]
@@ -91,6 +95,9 @@ fn every_row_tested() {
             ("API key", "response headers"),
             ("bad key (401)", "request headers"),
             ("JWT (verified-cache hit)", "request headers"),
+            ("API key", "next tick"),
+            ("bad key (401)", "next tick"),
+            ("JWT (verified-cache hit)", "next tick"),
         ],
     );
 }

@@ -161,6 +161,10 @@ pub struct Root {
 }
 
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        self.inner.on_done()
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -180,20 +184,9 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
-        if !self.inner.on_configure(size) {
-            return false;
-        }
-        let remote = self.inner.state().is_some_and(|s| {
-            s.engine
-                .issuers()
-                .iter()
-                .any(|i| matches!(i.keys, crate::engine::KeySource::Remote(_)))
-        });
-        if remote {
-            // Sweeps requests whose fetch was lost (see on_tick).
-            gatehouse_proxy::set_tick_period(Duration::from_millis(500));
-        }
-        true
+        // The generic root also makes this root tick (counter flushes); the
+        // same tick sweeps requests whose JWKS fetch was lost (see on_tick).
+        self.inner.on_configure(size)
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -201,9 +194,13 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.inner.on_tick();
         let Some(shared) = self.inner.state() else {
             return;
         };
+        if shared.waiters.borrow().is_empty() {
+            return;
+        }
         let now = now_ms();
         // Requests waiting for a fetch that is no longer in flight (its
         // requester went away, which cancels the callout): fetch for them

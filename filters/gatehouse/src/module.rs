@@ -123,6 +123,13 @@ impl Context for ChainRoot {
             s.on_http_call_response(token, headers, body, trailers);
         }
     }
+
+    fn on_done(&mut self) -> bool {
+        // Every stage is done at once (each flushes the VM's counters).
+        self.stages
+            .iter_mut()
+            .fold(true, |done, s| s.on_done() && done)
+    }
 }
 
 impl RootContext for ChainRoot {

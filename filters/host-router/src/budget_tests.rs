@@ -34,6 +34,7 @@ fn routed() {
     assert_budget(FILTER, "routed", "request headers", &req.calls);
     let resp = http.response_headers(&[(":status", "200")]);
     assert_budget(FILTER, "routed", "response headers", &resp.calls);
+    assert_budget(FILTER, "routed", "next tick", &vm.tick());
 }
 
 #[test]
@@ -49,6 +50,7 @@ fn unknown_host_answered() {
         "request headers",
         &req.calls,
     );
+    assert_budget(FILTER, "unknown host answered", "next tick", &vm.tick());
 }
 
 #[test]
@@ -59,6 +61,8 @@ fn every_row_tested() {
             ("routed", "request headers"),
             ("routed", "response headers"),
             ("unknown host answered", "request headers"),
+            ("routed", "next tick"),
+            ("unknown host answered", "next tick"),
         ],
     );
 }

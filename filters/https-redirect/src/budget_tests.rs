@@ -22,6 +22,7 @@ const REQUEST: &[(&str, &str)] = &[
 #[test]
 fn plain_http_redirected() {
     let vm = vm();
+    vm.tick(); // flushes the earlier requests' counters
     let http = vm.http();
     let req = http.request_headers(REQUEST);
     assert_eq!(req.action, Action::Pause);
@@ -37,6 +38,7 @@ fn plain_http_redirected() {
         "request headers",
         &req.calls,
     );
+    assert_budget(FILTER, "plain HTTP redirected", "next tick", &vm.tick());
 }
 
 #[test]
@@ -54,6 +56,7 @@ fn https_passes() {
         Some("max-age=31536000")
     );
     assert_budget(FILTER, "HTTPS passes", "response headers", &resp.calls);
+    assert_budget(FILTER, "HTTPS passes", "next tick", &vm.tick());
 }
 
 #[test]
@@ -64,6 +67,8 @@ fn every_row_tested() {
             ("plain HTTP redirected", "request headers"),
             ("HTTPS passes", "request headers"),
             ("HTTPS passes", "response headers"),
+            ("plain HTTP redirected", "next tick"),
+            ("HTTPS passes", "next tick"),
         ],
     );
 }

@@ -11,12 +11,14 @@ use gatehouse_core::{
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, MapType, MetricType};
+use proxy_wasm::types::{ContextType, MapType};
 use serde::de::DeserializeOwned;
 use std::rc::Rc;
 
+pub use counters::Counter;
 pub use proxy_wasm;
 
+pub mod counters;
 #[cfg(all(feature = "fake-host", not(target_arch = "wasm32")))]
 pub mod fake;
 pub mod grpc;
@@ -58,7 +60,12 @@ impl<F: Filter> Root<F> {
     }
 }
 
-impl<F: Filter> Context for Root<F> {}
+impl<F: Filter> Context for Root<F> {
+    fn on_done(&mut self) -> bool {
+        counters::flush();
+        true
+    }
+}
 
 impl<F: Filter> RootContext for Root<F> {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -67,6 +74,7 @@ impl<F: Filter> RootContext for Root<F> {
             Ok(state) => {
                 log::info!("gatehouse {}: configuration accepted", F::NAME);
                 self.state = Some(Rc::new(state));
+                counters::start_flushing();
                 true
             }
             Err(err) => {
@@ -74,6 +82,10 @@ impl<F: Filter> RootContext for Root<F> {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        counters::flush();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -264,29 +276,6 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
 pub fn clear_route_cache() {
     if let Err(st) = hostcalls::call_foreign_function("clear_route_cache", None) {
         log::warn!("gatehouse: clear_route_cache failed: {st:?}");
-    }
-}
-
-/// A counter in Envoy's stats (`/stats`, `/stats/prometheus`).
-#[derive(Debug, Clone, Copy)]
-pub struct Counter(Option<u32>);
-
-impl Counter {
-    /// Defines (or finds: each worker's VM defines the same name) a counter.
-    pub fn define(name: &str) -> Counter {
-        match hostcalls::define_metric(MetricType::Counter, name) {
-            Ok(id) => Counter(Some(id)),
-            Err(st) => {
-                log::warn!("gatehouse: defining metric `{name}` failed: {st:?}");
-                Counter(None)
-            }
-        }
-    }
-
-    pub fn inc(&self) {
-        if let Some(id) = self.0 {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
     }
 }
 

@@ -32,6 +32,7 @@ fn allowed() {
     let resp = http.response_headers(&[(":status", "200")]);
     assert!(fake::header(&fake::response_headers(), "x-ratelimit-remaining").is_some());
     assert_budget(FILTER, "allowed", "response headers", &resp.calls);
+    assert_budget(FILTER, "allowed", "next tick", &vm.tick());
 }
 
 #[test]
@@ -42,11 +43,13 @@ fn limited() {
         let http = vm.http();
         assert_eq!(http.request_headers(REQUEST).action, Action::Continue);
     }
+    vm.tick(); // flushes the earlier requests' counters
     let http = vm.http();
     let req = http.request_headers(REQUEST);
     assert_eq!(req.action, Action::Pause);
     assert_eq!(fake::local_reply().map(|r| r.status), Some(429));
     assert_budget(FILTER, "limited (429)", "request headers", &req.calls);
+    assert_budget(FILTER, "limited (429)", "next tick", &vm.tick());
 }
 
 #[test]
@@ -57,6 +60,8 @@ fn every_row_tested() {
             ("allowed", "request headers"),
             ("allowed", "response headers"),
             ("limited (429)", "request headers"),
+            ("allowed", "next tick"),
+            ("limited (429)", "next tick"),
         ],
     );
 }

@@ -38,6 +38,11 @@ fn new_id() {
         Some(id)
     );
     assert_budget(FILTER, "new id", "response headers", &resp.calls);
+    // Counted in the VM, handed to Envoy by the tick.
+    assert_eq!(fake::metric("gatehouse.request_id.ids_generated"), 0);
+    assert_budget(FILTER, "new id", "next tick", &vm.tick());
+    assert_eq!(fake::metric("gatehouse.request_id.ids_generated"), 1);
+    assert_budget(FILTER, "new id", "nothing counted since", &vm.tick());
 }
 
 #[test]
@@ -57,6 +62,7 @@ fn preserved_id() {
         Some(ID)
     );
     assert_budget(FILTER, "preserved id", "response headers", &resp.calls);
+    assert_budget(FILTER, "preserved id", "next tick", &vm.tick());
 }
 
 #[test]
@@ -87,6 +93,7 @@ fn continued_trace() {
     assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
     assert!(!traceparent.contains("00f067aa0ba902b7"));
     assert_budget(FILTER, "continued trace", "request headers", &req.calls);
+    assert_budget(FILTER, "continued trace", "next tick", &vm.tick());
 }
 
 #[test]
@@ -99,6 +106,10 @@ fn every_row_tested() {
             ("preserved id", "request headers"),
             ("preserved id", "response headers"),
             ("continued trace", "request headers"),
+            ("new id", "next tick"),
+            ("new id", "nothing counted since"),
+            ("preserved id", "next tick"),
+            ("continued trace", "next tick"),
         ],
     );
 }
