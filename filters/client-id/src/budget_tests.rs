@@ -86,6 +86,63 @@ fn jwt_verified_cache_hit() {
     assert_budget(FILTER, "JWT (verified-cache hit)", "next tick", &vm.tick());
 }
 
+// ---- JWKS fetched through a cluster ----
+
+/// example.json with the issuer's keys fetched from cluster `idp`, and
+/// those keys as the cluster serves them.
+fn remote_jwks() -> (Vec<u8>, Vec<u8>) {
+    let mut config: serde_json::Value = serde_json::from_slice(EXAMPLE).expect("example.json");
+    let issuer = &mut config["jwt"]["issuers"][0];
+    let jwks = issuer["jwks"].take();
+    if let Some(i) = issuer.as_object_mut() {
+        i.remove("jwks");
+        i.insert(
+            "remote_jwks".into(),
+            serde_json::json!({"cluster": "idp", "path": "/jwks"}),
+        );
+    }
+    (
+        config.to_string().into_bytes(),
+        jwks.to_string().into_bytes(),
+    )
+}
+
+#[test]
+fn jwt_first_request_fetches_jwks() {
+    let (config, jwks) = remote_jwks();
+    let vm = Vm::start(crate::filter::new_root, &config).expect("the remote-JWKS config");
+    let bearer = format!("Bearer {}", demo("jwt"));
+    let http = vm.http();
+    let req = run(&http, &request(("authorization", &bearer)));
+    assert_eq!(req.action, Action::Pause);
+    let calls = fake::http_calls();
+    let fetch = calls.last().expect("a JWKS fetch");
+    assert_eq!(fetch.cluster, "idp");
+    assert_budget(
+        FILTER,
+        "JWT, JWKS not yet fetched",
+        "request headers",
+        &req.calls,
+    );
+    let answered = http.http_call_response(fetch.token, &[(":status", "200")], &jwks);
+    assert_eq!(fake::local_reply(), None);
+    assert_eq!(
+        fake::header(&fake::request_headers(), "x-client-id").as_deref(),
+        Some(demo("jwt_client").as_str())
+    );
+    assert_budget(
+        FILTER,
+        "JWT, JWKS not yet fetched",
+        "JWKS answer",
+        &answered,
+    );
+    assert_budget(FILTER, "JWT, JWKS not yet fetched", "next tick", &vm.tick());
+    // The keys are cached: the next request does not fetch.
+    let again = run(&vm.http(), &request(("authorization", &bearer)));
+    assert_eq!(again.action, Action::Continue);
+    assert_eq!(fake::http_calls().len(), 1);
+}
+
 #[test]
 fn every_row_tested() {
     assert_rows_covered(
@@ -95,6 +152,9 @@ fn every_row_tested() {
             ("API key", "response headers"),
             ("bad key (401)", "request headers"),
             ("JWT (verified-cache hit)", "request headers"),
+            ("JWT, JWKS not yet fetched", "request headers"),
+            ("JWT, JWKS not yet fetched", "JWKS answer"),
+            ("JWT, JWKS not yet fetched", "next tick"),
             ("API key", "next tick"),
             ("bad key (401)", "next tick"),
             ("JWT (verified-cache hit)", "next tick"),

@@ -18,7 +18,10 @@ pub mod waiters;
 #[cfg(test)]
 mod tests;
 
-#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
+#[cfg(any(
+    target_os = "wasi",
+    all(any(test, feature = "fake-host"), not(target_arch = "wasm32"))
+))]
 pub mod filter;
 
 #[cfg(test)]

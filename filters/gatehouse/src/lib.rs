@@ -17,8 +17,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-#[cfg(target_os = "wasi")]
+#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
 pub mod module;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod budget_tests;
 
 /// Root id of the fused chain.
 pub const CHAIN_ROOT_ID: &str = "chain";

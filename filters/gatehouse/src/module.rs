@@ -289,6 +289,7 @@ pub fn new_root(context_id: u32) -> Box<dyn RootContext> {
     Box::new(DispatchRoot::new(context_id))
 }
 
+#[cfg(target_os = "wasi")]
 proxy_wasm::main! {{
     gatehouse_proxy::init_logging();
     proxy_wasm::set_root_context(new_root);

@@ -12,7 +12,10 @@ pub mod split;
 pub use config::Config;
 pub use router::{Action, Decision, LocalReply, Outcome, Router};
 
-#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
+#[cfg(any(
+    target_os = "wasi",
+    all(any(test, feature = "fake-host"), not(target_arch = "wasm32"))
+))]
 pub mod filter;
 
 #[cfg(test)]

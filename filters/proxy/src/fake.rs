@@ -690,6 +690,8 @@ extern "C" {
         body_size: usize,
         num_trailers: usize,
     );
+    fn proxy_on_grpc_receive(context_id: u32, token_id: u32, response_size: usize);
+    fn proxy_on_grpc_close(context_id: u32, token_id: u32, status_code: u32);
     fn proxy_on_done(context_id: u32) -> bool;
 }
 
@@ -830,6 +832,31 @@ impl Http {
         take_calls();
         // SAFETY: the SDK's own export; the token came from the filter.
         unsafe { proxy_on_http_call_response(self.id, token, headers.len(), body.len(), 0) };
+        take_calls()
+    }
+
+    /// Delivers the answer to gRPC callout `token` as Envoy does: a message
+    /// (`proxy_on_grpc_receive`, status 0) or a failure status without one
+    /// (`proxy_on_grpc_close`); returns the calls made.
+    pub fn grpc_response(&self, token: u32, answer: Result<&[u8], u32>) -> Vec<&'static str> {
+        state(|h| match answer {
+            Ok(message) => {
+                h.grpc_status = (0, Vec::new());
+                h.buffers.insert(5, message.to_vec());
+            }
+            Err(code) => {
+                h.grpc_status = (code, Vec::new());
+                h.buffers.remove(&5);
+            }
+        });
+        take_calls();
+        // SAFETY: the SDK's own exports; the token came from the filter.
+        unsafe {
+            match answer {
+                Ok(message) => proxy_on_grpc_receive(self.id, token, message.len()),
+                Err(code) => proxy_on_grpc_close(self.id, token, code),
+            }
+        }
         take_calls()
     }
 

@@ -15,7 +15,10 @@ pub mod reasons;
 pub mod rls;
 pub mod table;
 
-#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
+#[cfg(any(
+    target_os = "wasi",
+    all(any(test, feature = "fake-host"), not(target_arch = "wasm32"))
+))]
 pub mod filter;
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ pub mod id;
 pub mod trace;
 pub mod tracestate;
 
-#[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
+#[cfg(any(
+    target_os = "wasi",
+    all(any(test, feature = "fake-host"), not(target_arch = "wasm32"))
+))]
 pub mod filter;
 
 #[cfg(test)]
