@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 #[cfg(any(target_os = "wasi", all(test, not(target_arch = "wasm32"))))]
 pub mod module;
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
 mod budget_tests;
 
 /// Root id of the fused chain.
