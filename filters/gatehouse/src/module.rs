@@ -125,10 +125,12 @@ impl Context for ChainRoot {
     }
 
     fn on_done(&mut self) -> bool {
-        // Every stage is done at once (each flushes the VM's counters).
-        self.stages
-            .iter_mut()
-            .fold(true, |done, s| s.on_done() && done)
+        // Every stage is told (each flushes the VM's counters).
+        let mut done = true;
+        for s in self.stages.iter_mut() {
+            done &= s.on_done();
+        }
+        done
     }
 }
 
