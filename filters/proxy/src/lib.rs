@@ -284,14 +284,24 @@ pub fn clear_route_cache() {
 pub struct HostClock;
 
 impl Clock for HostClock {
+    /// One host call; inside a fused callback the stages share one reading.
     fn now_unix_nanos(&self) -> u64 {
-        match hostcalls::get_current_time() {
-            Ok(t) => t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
-            Err(_) => 0,
+        if let Some(now) = fused::cached_now() {
+            return now;
         }
+        let now = host_now();
+        fused::store_now(now);
+        now
+    }
+}
+
+fn host_now() -> u64 {
+    match hostcalls::get_current_time() {
+        Ok(t) => t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
+        Err(_) => 0,
     }
 }
 
@@ -350,6 +360,8 @@ pub mod fused {
     #[derive(Default)]
     struct Callback {
         request_headers: Option<HeaderSnapshot>,
+        /// The host clock, read once per callback (nanoseconds).
+        now: Option<u64>,
         local_reply_sent: bool,
         resume_requested: bool,
     }
@@ -402,6 +414,18 @@ pub mod fused {
             c.borrow()
                 .as_ref()
                 .and_then(|cb| cb.request_headers.clone())
+        })
+    }
+
+    pub(crate) fn cached_now() -> Option<u64> {
+        CALLBACK.with(|c| c.borrow().as_ref().and_then(|cb| cb.now))
+    }
+
+    pub(crate) fn store_now(now: u64) {
+        CALLBACK.with(|c| {
+            if let Some(cb) = c.borrow_mut().as_mut() {
+                cb.now = Some(now);
+            }
         })
     }
 
