@@ -11,8 +11,7 @@
 //! Counters live per VM (one per worker); Envoy sums the workers' increments
 //! into one stat per name, exactly as with one call per request.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use crate::abi;
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -40,7 +39,7 @@ impl Counter {
     /// configuration defines it again) a counter. The slot is shared by every
     /// definition of the same metric in this VM.
     pub fn define(name: &str) -> Counter {
-        match hostcalls::define_metric(MetricType::Counter, name) {
+        match abi::define_counter(name) {
             Ok(id) => Counter(SLOTS.with(|s| {
                 let mut slots = s.borrow_mut();
                 match slots.iter().position(|slot| slot.id == id) {
@@ -77,7 +76,7 @@ pub fn flush() {
         for slot in s.borrow_mut().iter_mut().filter(|slot| slot.pending > 0) {
             let delta = i64::try_from(slot.pending).unwrap_or(i64::MAX);
             slot.pending = 0;
-            if let Err(st) = hostcalls::increment_metric(slot.id, delta) {
+            if let Err(st) = abi::increment_counter(slot.id, delta) {
                 log::warn!("gatehouse: flushing a counter failed: {st:?}");
             }
         }

@@ -6,18 +6,19 @@
 //! always read as bytes: proxy-wasm 0.2's string getters `unwrap()` UTF-8 and
 //! would trap the VM on a non-ASCII header.
 
+use abi::Map;
 use gatehouse_core::{
     parse_config, Clock, ConfigError, HeaderOp, HeaderSnapshot, RandomSource, Validate,
 };
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, MapType};
+use proxy_wasm::types::ContextType;
 use serde::de::DeserializeOwned;
 use std::rc::Rc;
 
 pub use counters::Counter;
 pub use proxy_wasm;
 
+pub mod abi;
 pub mod counters;
 #[cfg(all(feature = "fake-host", not(target_arch = "wasm32")))]
 pub mod fake;
@@ -122,17 +123,13 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
     if let Some(bytes) = fused::config_override() {
         return Some(bytes);
     }
-    hostcalls::get_buffer(
-        proxy_wasm::types::BufferType::PluginConfiguration,
-        0,
-        usize::MAX,
-    )
-    .ok()
-    .flatten()
+    abi::buffer(abi::Buffer::PluginConfiguration, usize::MAX)
+        .ok()
+        .flatten()
 }
 
-fn snapshot(map: MapType) -> HeaderSnapshot {
-    match hostcalls::get_map_bytes(map) {
+fn snapshot(map: Map) -> HeaderSnapshot {
+    match abi::header_pairs(map) {
         Ok(entries) => HeaderSnapshot::new(entries),
         Err(status) => {
             log::warn!("gatehouse: reading headers failed: {status:?}");
@@ -148,14 +145,14 @@ pub fn request_headers() -> HeaderSnapshot {
     if let Some(cached) = fused::cached_request_headers() {
         return cached;
     }
-    let h = snapshot(MapType::HttpRequestHeaders);
+    let h = snapshot(Map::RequestHeaders);
     fused::store_request_headers(&h);
     h
 }
 
 /// All response headers, one host call.
 pub fn response_headers() -> HeaderSnapshot {
-    snapshot(MapType::HttpResponseHeaders)
+    snapshot(Map::ResponseHeaders)
 }
 
 /// One request header as bytes.
@@ -163,21 +160,15 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
     if let Some(cached) = fused::cached_request_headers() {
         return cached.first(name).map(<[u8]>::to_vec);
     }
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    abi::header(Map::RequestHeaders, name).ok().flatten()
 }
 
-fn apply(map: MapType, ops: &[HeaderOp]) {
+fn apply(map: Map, ops: &[HeaderOp]) {
     for op in ops {
         let result = match op {
-            HeaderOp::Set(name, value) => {
-                hostcalls::set_map_value_bytes(map, name, Some(value.as_bytes()))
-            }
-            HeaderOp::Add(name, value) => {
-                hostcalls::add_map_value_bytes(map, name, value.as_bytes())
-            }
-            HeaderOp::Remove(name) => hostcalls::set_map_value_bytes(map, name, None),
+            HeaderOp::Set(name, value) => abi::replace_header(map, name, value.as_bytes()),
+            HeaderOp::Add(name, value) => abi::add_header(map, name, value.as_bytes()),
+            HeaderOp::Remove(name) => abi::remove_header(map, name),
         };
         if let Err(status) = result {
             log::warn!(
@@ -188,19 +179,26 @@ fn apply(map: MapType, ops: &[HeaderOp]) {
     }
 }
 
+/// Edits the request headers. Inside a fused callback the edits go to the
+/// shared snapshot and reach Envoy in one write when the callback ends (or
+/// before a local reply or a route-cache clear).
 pub fn apply_request_ops(ops: &[HeaderOp]) {
-    apply(MapType::HttpRequestHeaders, ops);
-    fused::apply_to_cache(ops);
+    if ops.is_empty() {
+        return;
+    }
+    if !fused::defer_request_ops(ops) {
+        apply(Map::RequestHeaders, ops);
+    }
 }
 
 pub fn apply_response_ops(ops: &[HeaderOp]) {
-    apply(MapType::HttpResponseHeaders, ops)
+    apply(Map::ResponseHeaders, ops)
 }
 
 /// Answers the request from the filter (Envoy local reply).
 pub fn send_local_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
-    let body = if body.is_empty() { None } else { Some(body) };
-    if let Err(st) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), body) {
+    fused::write_request_headers();
+    if let Err(st) = abi::send_local_response(status, headers, body) {
         log::warn!("gatehouse: local reply failed: {st:?}");
     }
     fused::note_local_reply();
@@ -212,7 +210,7 @@ pub fn resume_request() {
     if fused::note_resume() {
         return;
     }
-    if let Err(st) = hostcalls::resume_http_request() {
+    if let Err(st) = abi::continue_request() {
         log::warn!("gatehouse: resuming the request failed: {st:?}");
     }
 }
@@ -221,7 +219,7 @@ pub fn resume_request() {
 /// [`set_effective_context`]), not through a fused chain: for requests woken
 /// from another context, and for the fused chain itself.
 pub fn resume_paused_request() {
-    if let Err(st) = hostcalls::resume_http_request() {
+    if let Err(st) = abi::continue_request() {
         log::warn!("gatehouse: resuming the request failed: {st:?}");
     }
 }
@@ -229,12 +227,13 @@ pub fn resume_paused_request() {
 /// Makes `context_id` the context later host calls act on; false when the
 /// context is gone.
 pub fn set_effective_context(context_id: u32) -> bool {
-    hostcalls::set_effective_context(context_id).is_ok()
+    abi::set_effective_context(context_id).is_ok()
 }
 
 /// Ticks the root context every `period` (per worker).
 pub fn set_tick_period(period: std::time::Duration) {
-    if let Err(st) = hostcalls::set_tick_period(period) {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    if let Err(st) = abi::set_tick_period_ms(ms) {
         log::warn!("gatehouse: setting the tick period failed: {st:?}");
     }
 }
@@ -246,20 +245,22 @@ pub fn dispatch_http_call(
     headers: Vec<(&str, &str)>,
     timeout: std::time::Duration,
 ) -> Result<u32, String> {
-    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+    // The SDK's wrapper: only it registers the token with its dispatcher
+    // (see abi.rs). It returns BadArgument for an unknown cluster.
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
         .map_err(|st| format!("{st:?}"))
 }
 
 /// The `:status` of the HTTP call response being delivered.
 pub fn http_call_response_status() -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+    abi::header(Map::HttpCallResponseHeaders, ":status")
         .ok()
         .flatten()
 }
 
 /// The body of the HTTP call response being delivered (`size` bytes).
 pub fn http_call_response_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, size)
+    abi::buffer(abi::Buffer::HttpCallResponseBody, size)
         .ok()
         .flatten()
 }
@@ -267,14 +268,15 @@ pub fn http_call_response_body(size: usize) -> Option<Vec<u8>> {
 /// A connection/request property (Envoy attributes), e.g.
 /// `["connection", "tls_version"]`.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+    abi::property(path).ok().flatten()
 }
 
 /// Asks Envoy to resolve the route again after a routing-relevant header
 /// changed (needed since Envoy 1.33: header edits from Wasm no longer clear
 /// the route cache).
 pub fn clear_route_cache() {
-    if let Err(st) = hostcalls::call_foreign_function("clear_route_cache", None) {
+    fused::write_request_headers();
+    if let Err(st) = abi::call_foreign_function("clear_route_cache") {
         log::warn!("gatehouse: clear_route_cache failed: {st:?}");
     }
 }
@@ -296,13 +298,7 @@ impl Clock for HostClock {
 }
 
 fn host_now() -> u64 {
-    match hostcalls::get_current_time() {
-        Ok(t) => t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .unwrap_or(0),
-        Err(_) => 0,
-    }
+    abi::current_time_nanos().unwrap_or(0)
 }
 
 /// Random bytes from WASI `random_get`, fetched 256 at a time so a request
@@ -345,9 +341,42 @@ impl RandomSource for HostRandom {
     }
 }
 
-/// Sets the proxy-wasm log level once per VM.
+/// The `log` crate's lines go to Envoy's log through the raw `proxy_log`
+/// (the SDK's logger panics on a status it does not expect).
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        // proxy-wasm LogLevel: trace 0, debug 1, info 2, warn 3, error 4.
+        let level = match record.level() {
+            log::Level::Trace => 0,
+            log::Level::Debug => 1,
+            log::Level::Info => 2,
+            log::Level::Warn => 3,
+            log::Level::Error => 4,
+        };
+        abi::log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: HostLogger = HostLogger;
+
+/// Sets up logging once per VM: `log` lines at info and above, and a panic
+/// (which traps the VM) logged at critical before it does.
 pub fn init_logging() {
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+        std::panic::set_hook(Box::new(|info| abi::log(5, &info.to_string())));
+    }
 }
 
 /// Support for running several filters as stages of one HTTP context (the
@@ -362,6 +391,9 @@ pub mod fused {
         request_headers: Option<HeaderSnapshot>,
         /// The host clock, read once per callback (nanoseconds).
         now: Option<u64>,
+        /// Stages edited the request headers: the snapshot is written back
+        /// in one call.
+        request_headers_edited: bool,
         local_reply_sent: bool,
         resume_requested: bool,
     }
@@ -390,8 +422,10 @@ pub mod fused {
         CALLBACK.with(|c| *c.borrow_mut() = Some(Callback::default()));
     }
 
-    /// Ends the callback; returns (local reply sent, resume requested).
+    /// Ends the callback, writing the stages' request-header edits (one
+    /// call); returns (local reply sent, resume requested).
     pub fn end_callback() -> (bool, bool) {
+        write_request_headers();
         CALLBACK.with(|c| {
             c.borrow_mut().take().map_or((false, false), |cb| {
                 (cb.local_reply_sent, cb.resume_requested)
@@ -437,16 +471,40 @@ pub mod fused {
         })
     }
 
-    pub(crate) fn apply_to_cache(ops: &[HeaderOp]) {
-        CALLBACK.with(|c| {
-            if let Some(h) = c
-                .borrow_mut()
-                .as_mut()
-                .and_then(|cb| cb.request_headers.as_mut())
-            {
-                h.apply(ops);
-            }
+    /// Inside a fused callback whose stages read the request headers:
+    /// applies `ops` to the shared snapshot and marks it for writing back
+    /// (true). Otherwise false: the caller writes them itself.
+    pub(crate) fn defer_request_ops(ops: &[HeaderOp]) -> bool {
+        CALLBACK.with(|c| match c.borrow_mut().as_mut() {
+            Some(cb) => match cb.request_headers.as_mut() {
+                Some(h) => {
+                    h.apply(ops);
+                    cb.request_headers_edited = true;
+                    true
+                }
+                None => false,
+            },
+            None => false,
         })
+    }
+
+    /// Writes the edited snapshot back as the request headers: one
+    /// `set_header_map_pairs` for every edit the stages made so far.
+    pub(crate) fn write_request_headers() {
+        let edited = CALLBACK.with(|c| {
+            let mut c = c.borrow_mut();
+            let cb = c.as_mut()?;
+            if !std::mem::take(&mut cb.request_headers_edited) {
+                return None;
+            }
+            cb.request_headers.clone()
+        });
+        if let Some(h) = edited {
+            let pairs: Vec<(&str, &[u8])> = h.iter().collect();
+            if let Err(st) = crate::abi::set_header_pairs(crate::Map::RequestHeaders, &pairs) {
+                log::warn!("gatehouse: writing the request headers failed: {st:?}");
+            }
+        }
     }
 
     pub(crate) fn note_local_reply() {
