@@ -787,23 +787,36 @@ fn profile_phase(list: &[Scenario], med: &[Sample], ctx: &Ctx, p: &Params) -> St
         }
     };
     let t0 = Instant::now();
-    let mut rows = Vec::new();
-    for name in profile::ROWS {
-        let Some(i) = list.iter().position(|s| s.name == *name) else {
-            continue;
-        };
-        let s = &list[i];
-        let (sample, split) = measure(s, ctx, p, Some(&perf));
-        let split = split.unwrap_or_else(|| Err("not recorded".into()));
-        match &split {
-            Ok(sp) => eprintln!(
-                "profile {:<22} {:>7.1} µs/req {:>6} perf samples",
-                s.name,
-                sample.cpu_us_per_req,
-                sp.total()
-            ),
-            Err(e) => eprintln!("profile {}: {e}", s.name),
+    let profiled: Vec<usize> = profile::ROWS
+        .iter()
+        .filter_map(|name| list.iter().position(|s| s.name == *name))
+        .collect();
+    // Interleaved like the measured rounds: takes[row][round].
+    let mut takes: Vec<Vec<profile::Take>> = vec![Vec::new(); profiled.len()];
+    for round in 0..perf.rounds() {
+        for (k, &i) in profiled.iter().enumerate() {
+            let s = &list[i];
+            let (sample, split) = measure(s, ctx, p, Some(&perf));
+            let split = split.unwrap_or_else(|| Err("not recorded".into()));
+            match &split {
+                Ok(sp) => eprintln!(
+                    "profile {} {:<22} {:>7.1} µs/req {:>6} perf samples",
+                    round + 1,
+                    s.name,
+                    sample.cpu_us_per_req,
+                    sp.total()
+                ),
+                Err(e) => eprintln!("profile {} {}: {e}", round + 1, s.name),
+            }
+            takes[k].push(profile::Take {
+                cpu_us_per_req: sample.cpu_us_per_req,
+                split,
+            });
         }
+    }
+    let mut rows = Vec::new();
+    for (&i, t) in profiled.iter().zip(takes) {
+        let s = &list[i];
         // The no-op filter and Envoy's native filters over the baseline,
         // every Wasm row over the no-op filter.
         let over = if s.name == s.baseline {
@@ -816,15 +829,14 @@ fn profile_phase(list: &[Scenario], med: &[Sample], ctx: &Ctx, p: &Params) -> St
         rows.push(profile::Row {
             name: s.name,
             over,
-            cpu_us_per_req: sample.cpu_us_per_req,
+            take: profile::Take::median(t),
             median_cpu_us_per_req: med[i].cpu_us_per_req,
-            split,
         });
     }
     if rows.is_empty() {
         return profile::unavailable("none of its rows was measured in this run (`BENCH_ONLY`)");
     }
-    profile::section(&rows, perf.freq(), p.seconds, t0.elapsed())
+    profile::section(&rows, &perf, p.seconds, t0.elapsed())
 }
 
 fn render(run: &Run, med: &[Sample], p: &Params, took: Duration, profiled: &str) -> String {
@@ -837,7 +849,7 @@ fn render(run: &Run, med: &[Sample], p: &Params, took: Duration, profiled: &str)
         "Written by `make bench` (do not edit by hand: numbers are the medians of the run).\n\n",
     );
     out.push_str(&format!(
-        "- machine: {machine}\n- Envoy: {} (`--concurrency 1` unless the row says otherwise, pinned to core 0 with taskset); load: `wrk -t1 -c{} -d{}s --latency` pinned to core 1 with the fast upstream\n- {} rounds, configurations interleaved in each round, Envoy restarted for every sample; medians shown (Δ/Δnoop and the targets: the ratio computed in each round, median and min–max over the rounds); run took {:.0} s\n- command: `make bench` (`BENCH_ROUNDS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=name,name` adjust it; `BENCH_OUT=file` writes elsewhere; `BENCH_PROFILE=0` skips the perf profile, `BENCH_PROFILE_FREQ` sets its Hz)\n\n",
+        "- machine: {machine}\n- Envoy: {} (`--concurrency 1` unless the row says otherwise, pinned to core 0 with taskset); load: `wrk -t1 -c{} -d{}s --latency` pinned to core 1 with the fast upstream\n- {} rounds, configurations interleaved in each round, Envoy restarted for every sample; medians shown (Δ/Δnoop and the targets: the ratio computed in each round, median and min–max over the rounds); run took {:.0} s\n- command: `make bench` (`BENCH_ROUNDS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=name,name` adjust it; `BENCH_OUT=file` writes elsewhere; `BENCH_PROFILE=0` skips the perf profile, `BENCH_PROFILE_FREQ` and `BENCH_PROFILE_ROUNDS` set its Hz and samples per row)\n\n",
         envoy_version(),
         p.connections,
         p.seconds,

@@ -9,7 +9,8 @@
 //! share of the samples × that sample's CPU µs/req.
 //!
 //! On by default when `perf` works; `BENCH_PROFILE=0` turns it off,
-//! `BENCH_PROFILE_FREQ` sets the sampling frequency (Hz). When perf is
+//! `BENCH_PROFILE_FREQ` sets the sampling frequency (Hz), `BENCH_PROFILE_ROUNDS`
+//! the samples per row (the median one is shown). When perf is
 //! missing or refuses, the section says why and the bench still succeeds.
 
 use gatehouse_e2e::process::wait_until;
@@ -149,6 +150,7 @@ impl Split {
 /// perf, checked to work on this machine.
 pub struct Perf {
     freq: u32,
+    rounds: usize,
     dir: PathBuf,
     envoy: String,
     n: std::cell::Cell<u32>,
@@ -164,9 +166,15 @@ impl Perf {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1999);
+        let rounds = std::env::var("BENCH_PROFILE_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1usize)
+            .max(1);
         let dir = gatehouse_e2e::scratch_dir("bench-perf");
         let perf = Perf {
             freq,
+            rounds,
             dir,
             envoy: envoy_bin
                 .file_name()
@@ -195,8 +203,9 @@ impl Perf {
         Ok(perf)
     }
 
-    pub fn freq(&self) -> u32 {
-        self.freq
+    /// Profiled samples per row (`BENCH_PROFILE_ROUNDS`, default 1).
+    pub fn rounds(&self) -> usize {
+        self.rounds
     }
 
     /// Starts sampling process `pid` (all its threads) until
@@ -310,16 +319,42 @@ impl Drop for Recording {
     }
 }
 
+/// One profiled sample: its CPU µs/req and its samples per category.
+#[derive(Clone, Debug)]
+pub struct Take {
+    pub cpu_us_per_req: f64,
+    pub split: Result<Split, String>,
+}
+
+impl Take {
+    /// The take with the median CPU/req among those recorded (the lower
+    /// one of an even count), so its categories add up to its total; the
+    /// first failure when none was recorded.
+    pub fn median(mut takes: Vec<Take>) -> Take {
+        let failed = takes.iter().find(|t| t.split.is_err()).cloned();
+        takes.retain(|t| t.split.is_ok());
+        takes.sort_by(|a, b| a.cpu_us_per_req.total_cmp(&b.cpu_us_per_req));
+        let n = takes.len();
+        if n == 0 {
+            return failed.unwrap_or(Take {
+                cpu_us_per_req: 0.0,
+                split: Err("not profiled".into()),
+            });
+        }
+        takes.swap_remove((n - 1) / 2)
+    }
+}
+
 /// One profiled row.
 pub struct Row<'a> {
     pub name: &'a str,
     /// What its delta is taken over (the no-op filter of its transport; the
     /// baseline for the no-op filter and for Envoy's native filters).
     pub over: Option<&'a str>,
-    /// CPU µs/req of the profiled sample, and the measured rounds' median.
-    pub cpu_us_per_req: f64,
+    /// The profiled sample shown.
+    pub take: Take,
+    /// The measured rounds' median CPU µs/req.
     pub median_cpu_us_per_req: f64,
-    pub split: Result<Split, String>,
 }
 
 const HEADING: &str = "## Where the remaining cost is (perf)\n\n";
@@ -330,10 +365,17 @@ pub fn unavailable(why: &str) -> String {
 }
 
 /// The section: µs/req by category per row, and the deltas.
-pub fn section(rows: &[Row], freq: u32, seconds: u32, took: Duration) -> String {
+pub fn section(rows: &[Row], perf: &Perf, seconds: u32, took: Duration) -> String {
     let mut out = String::from(HEADING);
+    let freq = perf.freq;
+    let which = match perf.rounds {
+        1 => "one more sample of each row below".to_string(),
+        n => format!(
+            "{n} more samples of each row below, interleaved, the one with the median CPU/req shown"
+        ),
+    };
     out.push_str(&format!(
-        "Measured after the rounds above, so perf never touches their numbers: one more sample of each row below (Envoy restarted, warmed up as above), with Envoy's threads sampled during the {seconds} s load by `perf record -e cpu-clock -F {freq} -p <envoy pid>`. `perf report --sort dso` names the object each sampled instruction was in; a category's µs/req is its share of the samples × that sample's CPU µs/req. Categories: **Wasm** = code V8 generated at run time (the filters' compiled Wasm and V8's per-call wrappers; perf shows it as `[JIT] tid <pid>`, Envoy's anonymous executable memory); **envoy** = the envoy binary (Envoy itself, the proxy-wasm host calls, V8's runtime and builtins; stripped, not split further); **kernel** = syscalls, loopback TCP, interrupts; **libc & other** = libc, libm, the vDSO. One sample per row: a category with n samples is known to about ±√n samples, and the machine's noise between samples (the yardstick above) is larger. Profile phase took {:.0} s.\n\n",
+        "Measured after the rounds above, so perf never touches their numbers: {which}. Envoy is restarted and warmed up as above, and its threads are sampled during the {seconds} s load by `perf record -e cpu-clock -F {freq} -p <envoy pid>`. `perf report --sort dso` names the object each sampled instruction was in; a category's µs/req is its share of the samples × that sample's CPU µs/req. Categories: **Wasm** = code V8 generated at run time (the filters' compiled Wasm and V8's per-call wrappers; perf shows it as `[JIT] tid <pid>`, Envoy's anonymous executable memory); **envoy** = the envoy binary (Envoy itself, the proxy-wasm host calls, V8's runtime and builtins; stripped, not split further); **kernel** = syscalls, loopback TCP, interrupts; **libc & other** = libc, libm, the vDSO. A category with n samples is known to about ±√n samples; the machine's noise between samples (the yardstick above) is larger (`BENCH_PROFILE_ROUNDS=3` profiles each row 3 times). Profile phase took {:.0} s.\n\n",
         took.as_secs_f64()
     ));
     out.push_str(&perf_overhead(rows));
@@ -347,14 +389,14 @@ pub fn section(rows: &[Row], freq: u32, seconds: u32, took: Duration) -> String 
     out.push_str(&"---:|".repeat(cats.len()));
     out.push('\n');
     for r in rows {
-        match &r.split {
+        match &r.take.split {
             Ok(s) => {
-                let us = s.us_per_req(r.cpu_us_per_req);
+                let us = s.us_per_req(r.take.cpu_us_per_req);
                 out.push_str(&format!(
                     "| {} | {} | {:.1} | {:.1} |",
                     r.name,
                     s.total(),
-                    r.cpu_us_per_req,
+                    r.take.cpu_us_per_req,
                     r.median_cpu_us_per_req
                 ));
                 for c in cats {
@@ -377,20 +419,19 @@ pub fn section(rows: &[Row], freq: u32, seconds: u32, took: Duration) -> String 
 
 /// The profiled samples' CPU over the rounds' medians: what perf costs.
 fn perf_overhead(rows: &[Row]) -> String {
-    let mut ratios: Vec<f64> = rows
+    let ratios: Vec<f64> = rows
         .iter()
-        .filter(|r| r.split.is_ok() && r.median_cpu_us_per_req > 0.0)
-        .map(|r| r.cpu_us_per_req / r.median_cpu_us_per_req)
+        .filter(|r| r.take.split.is_ok() && r.median_cpu_us_per_req > 0.0)
+        .map(|r| r.take.cpu_us_per_req / r.median_cpu_us_per_req)
         .collect();
     if ratios.is_empty() {
         return String::new();
     }
-    ratios.sort_by(f64::total_cmp);
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!(
-        "- profiled sample's CPU/req over the rounds' median: median ×{:.2} (×{:.2}–×{:.2}) over the rows (perf's own cost plus the machine's noise)\n",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
+        "- profiled sample's CPU/req over the rounds' median: median ×{:.2} (×{min:.2}–×{max:.2}) over the rows (perf's own cost plus the machine's noise)\n",
+        crate::median(ratios),
     )
 }
 
@@ -400,7 +441,7 @@ fn sanity(rows: &[Row]) -> String {
         .iter()
         .filter(|r| r.name.starts_with("baseline") || r.name.starts_with("native-"))
         .filter_map(|r| {
-            let s = r.split.as_ref().ok()?;
+            let s = r.take.split.as_ref().ok()?;
             Some(format!(
                 "{} {} of {}",
                 r.name,
@@ -422,8 +463,8 @@ fn sanity(rows: &[Row]) -> String {
 fn deltas(rows: &[Row]) -> String {
     let get = |n: &str| {
         let r = rows.iter().find(|r| r.name == n)?;
-        let s = r.split.as_ref().ok()?;
-        Some((r.cpu_us_per_req, s.us_per_req(r.cpu_us_per_req)))
+        let s = r.take.split.as_ref().ok()?;
+        Some((r.take.cpu_us_per_req, s.us_per_req(r.take.cpu_us_per_req)))
     };
     // (row, reference, whether "Wasm's part" means anything: not for the
     // comparisons with Envoy's native filters, whose Wasm is 0).
@@ -495,6 +536,28 @@ mod tests {
             ),
             (10, 5, 2)
         );
+    }
+
+    #[test]
+    fn the_median_take_is_a_whole_sample() {
+        let take = |cpu: f64, ok: bool| Take {
+            cpu_us_per_req: cpu,
+            split: if ok {
+                Ok(Split::parse(REPORT, "envoy"))
+            } else {
+                Err("failed".into())
+            },
+        };
+        let m = Take::median(vec![
+            take(30.0, true),
+            take(10.0, false),
+            take(20.0, true),
+            take(25.0, true),
+        ]);
+        assert_eq!(m.cpu_us_per_req, 25.0);
+        let m = Take::median(vec![take(30.0, true), take(20.0, true)]);
+        assert_eq!(m.cpu_us_per_req, 20.0);
+        assert!(Take::median(vec![take(1.0, false)]).split.is_err());
     }
 
     #[test]
