@@ -55,8 +55,8 @@ pub enum Category {
     /// names `[JIT] tid <pid>` (its `/tmp/perf-<pid>.map`, which Envoy does
     /// not write).
     Wasm,
-    /// The envoy binary: Envoy itself, the proxy-wasm host calls and V8's
-    /// runtime and builtins (stripped, so not split further).
+    /// The envoy binary: Envoy itself (with BoringSSL), the proxy-wasm host
+    /// calls and V8's runtime and builtins (stripped, so not split further).
     Envoy,
     /// The kernel: syscalls, loopback TCP, interrupts.
     Kernel,
@@ -375,7 +375,7 @@ pub fn section(rows: &[Row], perf: &Perf, seconds: u32, took: Duration) -> Strin
         ),
     };
     out.push_str(&format!(
-        "Measured after the rounds above, so perf never touches their numbers: {which}. Envoy is restarted and warmed up as above, and its threads are sampled during the {seconds} s load by `perf record -e cpu-clock -F {freq} -p <envoy pid>`. `perf report --sort dso` names the object each sampled instruction was in; a category's µs/req is its share of the samples × that sample's CPU µs/req. Categories: **Wasm** = code V8 generated at run time (the filters' compiled Wasm and V8's per-call wrappers; perf shows it as `[JIT] tid <pid>`, Envoy's anonymous executable memory); **envoy** = the envoy binary (Envoy itself, the proxy-wasm host calls, V8's runtime and builtins; stripped, not split further); **kernel** = syscalls, loopback TCP, interrupts; **libc & other** = libc, libm, the vDSO. A category with n samples is known to about ±√n samples; the machine's noise between samples (the yardstick above) is larger (`BENCH_PROFILE_ROUNDS=3` profiles each row 3 times). Profile phase took {:.0} s.\n\n",
+        "Measured after the rounds above, so perf never touches their numbers: {which}. Envoy is restarted and warmed up as above, and its threads are sampled during the {seconds} s load by `perf record -e cpu-clock -F {freq} -p <envoy pid>`. `perf report --sort dso` names the object each sampled instruction was in; a category's µs/req is its share of the samples × that sample's CPU µs/req. Categories: **Wasm** = code V8 generated at run time (the filters' compiled Wasm and V8's per-call wrappers; perf shows it as `[JIT] tid <pid>`, Envoy's anonymous executable memory); **envoy** = the envoy binary (Envoy itself with BoringSSL, the proxy-wasm host calls, V8's runtime and builtins; stripped, not split further); **kernel** = syscalls, loopback TCP, interrupts; **libc & other** = libc, libm, the vDSO. A category with n samples is known to about ±√n samples; the machine's noise between samples (the yardstick above) is larger (`BENCH_PROFILE_ROUNDS=3` profiles each row 3 times). Profile phase took {:.0} s.\n\n",
         took.as_secs_f64()
     ));
     out.push_str(&perf_overhead(rows));
