@@ -15,6 +15,10 @@
 //! (`$GATEHOUSE_RATELIMIT_BIN`; `make bench` builds it in release) with a
 //! real Redis, both started by the bench on loopback, on core 1 with wrk:
 //! their CPU is reported apart from Envoy's.
+//!
+//! After the measured rounds, the profile phase (`profile.rs`) samples one
+//! more run of the rows the targets compare with `perf` and splits their
+//! CPU into Wasm, the envoy binary, the kernel and libraries.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -34,6 +38,8 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod profile;
 
 /// Bench parameters (override with environment variables).
 struct Params {
@@ -571,7 +577,14 @@ fn run_wrk(
     r
 }
 
-fn measure(s: &Scenario, ctx: &Ctx, p: &Params) -> Sample {
+/// One sample of `s`; with `perf`, Envoy is also sampled by perf during
+/// the load (the profile phase, never the measured rounds).
+fn measure(
+    s: &Scenario,
+    ctx: &Ctx,
+    p: &Params,
+    perf: Option<&profile::Perf>,
+) -> (Sample, Option<Result<profile::Split, String>>) {
     let mut cfg = EnvoyConfig::new()
         .cluster("echo", ctx.upstream.port)
         .cluster("webapp", ctx.upstream.port)
@@ -607,11 +620,13 @@ fn measure(s: &Scenario, ctx: &Ctx, p: &Params) -> Sample {
     run_wrk(&url, &headers, &s.host, 1, p.connections);
     let helpers = if s.rls { ctx.helper_pids() } else { vec![] };
     let helpers_ticks = || helpers.iter().map(|p| proc_cpu_ticks(*p)).sum::<u64>();
+    let recording = perf.map(|perf| perf.start(pid));
     let c0 = proc_cpu_ticks(pid);
     let h0 = helpers_ticks();
     let w = run_wrk(&url, &headers, &s.host, p.seconds, p.connections);
     let c1 = proc_cpu_ticks(pid);
     let h1 = helpers_ticks();
+    let split = recording.map(|r| r.and_then(profile::Recording::finish));
     let cpu_s = (c1.saturating_sub(c0)) as f64 / ticks_per_second();
     let helpers_s = (h1.saturating_sub(h0)) as f64 / ticks_per_second();
     if w.failed > 0 {
@@ -622,7 +637,7 @@ fn measure(s: &Scenario, ctx: &Ctx, p: &Params) -> Sample {
         // A refused callout costs less than an answered one: the row would lie.
         assert!(!s.rls, "{}: callouts failed under load", s.name);
     }
-    Sample {
+    let sample = Sample {
         helpers_cpu_us_per_req: helpers_s * 1e6 / w.requests as f64,
         cpu_us_per_req: cpu_s * 1e6 / w.requests as f64,
         rps: w.rps,
@@ -630,7 +645,8 @@ fn measure(s: &Scenario, ctx: &Ctx, p: &Params) -> Sample {
         p99_us: w.p99_us,
         rss_mib: rss_mib(pid),
         start_ms,
-    }
+    };
+    (sample, split)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -696,7 +712,7 @@ fn main() {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); list.len()];
     for round in 0..p.rounds {
         for (i, s) in list.iter().enumerate() {
-            let sample = measure(s, &ctx, &p);
+            let (sample, _) = measure(s, &ctx, &p, None);
             eprintln!(
                 "round {} {:<22} {:>7.1} µs/req {:>9.0} req/s p50 {:>7.0} µs p99 {:>7.0} µs rss {:>6.1} MiB start {:>6.0} ms",
                 round + 1,
@@ -727,7 +743,9 @@ fn main() {
         list: &list,
         samples: &samples,
     };
-    let report = render(&run, &med, &p, started.elapsed());
+    let took = started.elapsed();
+    let profiled = profile_phase(&list, &med, &ctx, &p);
+    let report = render(&run, &med, &p, took, &profiled);
     // BENCH_OUT: write elsewhere (a partial run must not replace the doc).
     let out = std::env::var_os("BENCH_OUT")
         .map(PathBuf::from)
@@ -758,7 +776,70 @@ fn marked_region(doc: &str, begin: &str, end: &str) -> Option<String> {
     Some(doc[i..j].to_string())
 }
 
-fn render(run: &Run, med: &[Sample], p: &Params, took: Duration) -> String {
+/// The profile phase (after the measured rounds): one more sample of each
+/// row of [`profile::ROWS`] this run measured, with perf sampling Envoy.
+fn profile_phase(list: &[Scenario], med: &[Sample], ctx: &Ctx, p: &Params) -> String {
+    let perf = match profile::Perf::from_env(&envoy_bin()) {
+        Ok(perf) => perf,
+        Err(why) => {
+            eprintln!("profile: {why}");
+            return profile::unavailable(&why);
+        }
+    };
+    let t0 = Instant::now();
+    let profiled: Vec<usize> = profile::ROWS
+        .iter()
+        .filter_map(|name| list.iter().position(|s| s.name == *name))
+        .collect();
+    // Interleaved like the measured rounds: takes[row][round].
+    let mut takes: Vec<Vec<profile::Take>> = vec![Vec::new(); profiled.len()];
+    for round in 0..perf.rounds() {
+        for (k, &i) in profiled.iter().enumerate() {
+            let s = &list[i];
+            let (sample, split) = measure(s, ctx, p, Some(&perf));
+            let split = split.unwrap_or_else(|| Err("not recorded".into()));
+            match &split {
+                Ok(sp) => eprintln!(
+                    "profile {} {:<22} {:>7.1} µs/req {:>6} perf samples",
+                    round + 1,
+                    s.name,
+                    sample.cpu_us_per_req,
+                    sp.total()
+                ),
+                Err(e) => eprintln!("profile {} {}: {e}", round + 1, s.name),
+            }
+            takes[k].push(profile::Take {
+                cpu_us_per_req: sample.cpu_us_per_req,
+                split,
+            });
+        }
+    }
+    let mut rows = Vec::new();
+    for (&i, t) in profiled.iter().zip(takes) {
+        let s = &list[i];
+        // The no-op filter and Envoy's native filters over the baseline,
+        // every Wasm row over the no-op filter.
+        let over = if s.name == s.baseline {
+            None
+        } else if s.name == s.noop || s.modules.is_empty() {
+            Some(s.baseline)
+        } else {
+            Some(s.noop)
+        };
+        rows.push(profile::Row {
+            name: s.name,
+            over,
+            take: profile::Take::median(t),
+            median_cpu_us_per_req: med[i].cpu_us_per_req,
+        });
+    }
+    if rows.is_empty() {
+        return profile::unavailable("none of its rows was measured in this run (`BENCH_ONLY`)");
+    }
+    profile::section(&rows, &perf, p.seconds, t0.elapsed())
+}
+
+fn render(run: &Run, med: &[Sample], p: &Params, took: Duration, profiled: &str) -> String {
     let list = run.list;
     let by_name = |n: &str| list.iter().position(|s| s.name == n).map(|i| med[i]);
     let mut out = String::new();
@@ -768,7 +849,7 @@ fn render(run: &Run, med: &[Sample], p: &Params, took: Duration) -> String {
         "Written by `make bench` (do not edit by hand: numbers are the medians of the run).\n\n",
     );
     out.push_str(&format!(
-        "- machine: {machine}\n- Envoy: {} (`--concurrency 1` unless the row says otherwise, pinned to core 0 with taskset); load: `wrk -t1 -c{} -d{}s --latency` pinned to core 1 with the fast upstream\n- {} rounds, configurations interleaved in each round, Envoy restarted for every sample; medians shown (Δ/Δnoop and the targets: the ratio computed in each round, median and min–max over the rounds); run took {:.0} s\n- command: `make bench` (`BENCH_ROUNDS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=name,name` adjust it; `BENCH_OUT=file` writes elsewhere)\n\n",
+        "- machine: {machine}\n- Envoy: {} (`--concurrency 1` unless the row says otherwise, pinned to core 0 with taskset); load: `wrk -t1 -c{} -d{}s --latency` pinned to core 1 with the fast upstream\n- {} rounds, configurations interleaved in each round, Envoy restarted for every sample; medians shown (Δ/Δnoop and the targets: the ratio computed in each round, median and min–max over the rounds); run took {:.0} s\n- command: `make bench` (`BENCH_ROUNDS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=name,name` adjust it; `BENCH_OUT=file` writes elsewhere; `BENCH_PROFILE=0` skips the perf profile, `BENCH_PROFILE_FREQ` and `BENCH_PROFILE_ROUNDS` set its Hz and samples per row)\n\n",
         envoy_version(),
         p.connections,
         p.seconds,
@@ -811,6 +892,7 @@ fn render(run: &Run, med: &[Sample], p: &Params, took: Duration) -> String {
     out.push_str(&noop_spread(run));
     out.push_str(&targets(run));
     out.push_str(&attribution(list, med));
+    out.push_str(profiled);
     out.push_str(&global_mode(list, med));
     out
 }
