@@ -169,7 +169,7 @@ impl Perf {
         let rounds = std::env::var("BENCH_PROFILE_ROUNDS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(1usize)
+            .unwrap_or(3usize)
             .max(1);
         let dir = gatehouse_e2e::scratch_dir("bench-perf");
         let perf = Perf {
@@ -203,7 +203,7 @@ impl Perf {
         Ok(perf)
     }
 
-    /// Profiled samples per row (`BENCH_PROFILE_ROUNDS`, default 1).
+    /// Profiled samples per row (`BENCH_PROFILE_ROUNDS`, default 3).
     pub fn rounds(&self) -> usize {
         self.rounds
     }
@@ -375,7 +375,7 @@ pub fn section(rows: &[Row], perf: &Perf, seconds: u32, took: Duration) -> Strin
         ),
     };
     out.push_str(&format!(
-        "Measured after the rounds above, so perf never touches their numbers: {which}. Envoy is restarted and warmed up as above, and its threads are sampled during the {seconds} s load by `perf record -e cpu-clock -F {freq} -p <envoy pid>`. `perf report --sort dso` names the object each sampled instruction was in; a category's µs/req is its share of the samples × that sample's CPU µs/req. Categories: **Wasm** = code V8 generated at run time (the filters' compiled Wasm and V8's per-call wrappers; perf shows it as `[JIT] tid <pid>`, Envoy's anonymous executable memory); **envoy** = the envoy binary (Envoy itself with BoringSSL, the proxy-wasm host calls, V8's runtime and builtins; stripped, not split further); **kernel** = syscalls, loopback TCP, interrupts; **libc & other** = libc, libm, the vDSO. A category with n samples is known to about ±√n samples; the machine's noise between samples (the yardstick above) is larger (`BENCH_PROFILE_ROUNDS=3` profiles each row 3 times). Profile phase took {:.0} s.\n\n",
+        "Measured after the rounds above, so perf never touches their numbers: {which}. Envoy is restarted and warmed up as above, and its threads are sampled during the {seconds} s load by `perf record -e cpu-clock -F {freq} -p <envoy pid>`. `perf report --sort dso` names the object each sampled instruction was in; a category's µs/req is its share of the samples × that sample's CPU µs/req. Categories: **Wasm** = code V8 generated at run time (the filters' compiled Wasm and V8's per-call wrappers; perf shows it as `[JIT] tid <pid>`, Envoy's anonymous executable memory); **envoy** = the envoy binary (Envoy itself with BoringSSL, the proxy-wasm host calls, V8's runtime and builtins; stripped, not split further); **kernel** = syscalls, loopback TCP, interrupts; **libc & other** = libc, libm, the vDSO. A category with n samples is known to about ±√n samples; the machine's noise between samples (the yardstick above) is larger. Profile phase took {:.0} s.\n\n",
         took.as_secs_f64()
     ));
     out.push_str(&perf_overhead(rows));
