@@ -7,6 +7,7 @@
 //! natively and under `wasm32-unknown-unknown`.
 
 pub mod config;
+pub mod decimal;
 pub mod doc_check;
 pub mod headers;
 pub mod hex;

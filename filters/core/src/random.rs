@@ -1,5 +1,7 @@
 //! What the logic needs from the host besides headers: randomness and time.
 
+use std::cell::Cell;
+
 /// A source of random bytes (the adapter backs it with WASI `random_get`).
 pub trait RandomSource {
     fn fill(&mut self, buf: &mut [u8]);
@@ -31,6 +33,42 @@ pub trait Clock {
     }
 }
 
+/// One request's "now": `clock` is read the first time the time is asked
+/// for, and that instant is answered from then on. A request whose decision
+/// never needs the time never reads the clock (a host call in the adapter),
+/// and one that asks several times sees one instant.
+pub struct OnceClock<'a> {
+    clock: &'a dyn Clock,
+    nanos: Cell<Option<u64>>,
+}
+
+impl<'a> OnceClock<'a> {
+    pub fn new(clock: &'a dyn Clock) -> OnceClock<'a> {
+        OnceClock {
+            clock,
+            nanos: Cell::new(None),
+        }
+    }
+
+    /// Whether the clock was read.
+    pub fn was_read(&self) -> bool {
+        self.nanos.get().is_some()
+    }
+}
+
+impl Clock for OnceClock<'_> {
+    fn now_unix_nanos(&self) -> u64 {
+        match self.nanos.get() {
+            Some(n) => n,
+            None => {
+                let n = self.clock.now_unix_nanos();
+                self.nanos.set(Some(n));
+                n
+            }
+        }
+    }
+}
+
 /// A deterministic generator for tests and benchmarks (SplitMix64).
 #[derive(Debug, Clone)]
 pub struct SplitMix64(pub u64);
@@ -58,5 +96,35 @@ pub struct FixedClock(pub u64);
 impl Clock for FixedClock {
     fn now_unix_nanos(&self) -> u64 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// Counts its reads; each read is one nanosecond later.
+    struct Counting(Cell<u64>);
+
+    impl Clock for Counting {
+        fn now_unix_nanos(&self) -> u64 {
+            self.0.set(self.0.get() + 1);
+            self.0.get()
+        }
+    }
+
+    #[test]
+    fn once_clock_reads_at_most_once() {
+        let c = Counting(Cell::new(0));
+        let once = OnceClock::new(&c);
+        assert!(!once.was_read());
+        assert_eq!(c.0.get(), 0);
+        assert_eq!(once.now_unix_nanos(), 1);
+        assert_eq!(once.now_unix_millis(), 0);
+        assert_eq!(once.now_unix_nanos(), 1);
+        assert!(once.was_read());
+        assert_eq!(c.0.get(), 1);
     }
 }
