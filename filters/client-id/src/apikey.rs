@@ -39,10 +39,16 @@ pub fn parse_hash(s: &str) -> Option<[u8; 32]> {
 /// is compared with a constant-time equality, so the time taken does not
 /// depend on which entry (if any) matched.
 pub fn lookup(table: &[([u8; 32], usize)], presented: &[u8]) -> Option<usize> {
-    let h = sha256(presented);
+    lookup_digest(table, &sha256(presented))
+}
+
+/// [`lookup`] of a key already hashed ([`sha256`]), so a request hashes its
+/// credential once for both the lookup and the [`fingerprint_of`] its logs
+/// carry.
+pub fn lookup_digest(table: &[([u8; 32], usize)], h: &[u8; 32]) -> Option<usize> {
     let mut found: Option<usize> = None;
     for (hash, idx) in table {
-        let eq: bool = hash.ct_eq(&h).into();
+        let eq: bool = hash.ct_eq(h).into();
         if eq && found.is_none() {
             found = Some(*idx);
         }
@@ -164,8 +170,12 @@ pub fn strip_cookie(headers: &HeaderSnapshot, name: &str) -> HeaderOp {
 /// The first 8 hex digits of the key's SHA-256: enough to tell keys apart
 /// in logs, useless to an attacker.
 pub fn fingerprint(presented: &[u8]) -> String {
-    let h = sha256(presented);
-    gatehouse_core::hex::encode(h.get(..4).unwrap_or_default())
+    fingerprint_of(&sha256(presented))
+}
+
+/// [`fingerprint`] of a credential already hashed ([`sha256`]).
+pub fn fingerprint_of(digest: &[u8; 32]) -> String {
+    gatehouse_core::hex::encode(digest.get(..4).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -186,6 +196,8 @@ mod tests {
         assert_eq!(lookup(&table, b"secret-key"), Some(1));
         assert_eq!(lookup(&table, b"secret-kez"), None);
         assert_eq!(fingerprint(b"secret-key").len(), 8);
+        assert_eq!(lookup_digest(&table, &h), Some(1));
+        assert_eq!(fingerprint_of(&h), fingerprint(b"secret-key"));
         // Known vector.
         assert_eq!(
             gatehouse_core::hex::encode(&sha256(b"abc")),

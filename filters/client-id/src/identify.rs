@@ -49,7 +49,9 @@ impl Engine {
         let Some((key, source)) = self.find_api_key(headers) else {
             return Tried::Absent;
         };
-        let fp = apikey::fingerprint(key.as_bytes());
+        // Hashed once: the lookup and the fingerprint both use the digest.
+        let digest = apikey::sha256(key.as_bytes());
+        let fp = apikey::fingerprint_of(&digest);
         let strip = match &source {
             Source::Header(h) => vec![HeaderOp::remove(h)],
             Source::Authorization => vec![HeaderOp::remove("authorization")],
@@ -62,7 +64,7 @@ impl Engine {
             }
             Source::Cookie(c) => vec![apikey::strip_cookie(headers, c)],
         };
-        match apikey::lookup(&self.key_table, key.as_bytes()) {
+        match apikey::lookup_digest(&self.key_table, &digest) {
             Some(idx) => self.client_identity(idx, fp, strip),
             None => Tried::Rejected(self.reject(
                 401,
@@ -122,7 +124,10 @@ impl Engine {
         {
             return Tried::Absent;
         }
-        let fp = apikey::fingerprint(token.as_bytes());
+        // Hashed once: the verified-cache key and the fingerprint are both
+        // the token's SHA-256.
+        let cache_key = apikey::sha256(token.as_bytes());
+        let fp = apikey::fingerprint_of(&cache_key);
         let fail = |e: JwtError| {
             Tried::Rejected(self.reject(
                 401,
@@ -132,7 +137,6 @@ impl Engine {
                 Some(fp.clone()),
             ))
         };
-        let cache_key = apikey::sha256(token.as_bytes());
         let (cached, enabled) = match j.verified.try_borrow_mut() {
             Ok(mut c) => (c.get(&cache_key, input.now_secs), c.enabled()),
             Err(_) => (None, false),
