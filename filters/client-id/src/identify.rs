@@ -8,6 +8,7 @@ use gatehouse_core::path::split_path_query;
 use gatehouse_core::{HeaderOp, HeaderSnapshot};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 impl Engine {
     pub(crate) fn find_api_key(&self, headers: &HeaderSnapshot) -> Option<(String, Source)> {
@@ -153,6 +154,7 @@ impl Engine {
             Some((_, claims)) => claims,
             None => match self.verify_jwt(j, &token, input, remote, &fail, &fp) {
                 Ok((idx, claims)) => {
+                    let claims = Rc::new(claims);
                     if let Ok(mut c) = j.verified.try_borrow_mut() {
                         c.insert(cache_key, idx, &claims, input.now_secs);
                     }
@@ -161,7 +163,7 @@ impl Engine {
                 Err(t) => return t,
             },
         };
-        self.identity_from_claims(j, claims, fp.clone(), &fail)
+        self.identity_from_claims(j, &claims, fp.clone(), &fail)
     }
 
     /// Full verification of a token not in the verified cache: the issuer
@@ -223,7 +225,7 @@ impl Engine {
     pub(crate) fn identity_from_claims(
         &self,
         j: &JwtEngine,
-        claims: Map<String, Value>,
+        claims: &Map<String, Value>,
         fp: String,
         fail: &dyn Fn(JwtError) -> Tried,
     ) -> Tried {

@@ -11,14 +11,20 @@
 //! - At most `max_entries` entries; the oldest is evicted first. The memory
 //!   bound is `max_entries × (max_token_bytes + overhead)` per worker.
 //! - A configuration change builds a new engine, hence an empty cache.
+//! - The claims are kept behind an `Rc`: a hit shares them, it never copies
+//!   the claims map.
 
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+/// A verified token's claims, shared between the cache and its hits.
+pub type Claims = Rc<Map<String, Value>>;
 
 #[derive(Debug, Clone)]
 struct Entry {
     issuer: usize,
-    claims: Map<String, Value>,
+    claims: Claims,
     valid_until: u64,
 }
 
@@ -41,18 +47,18 @@ impl VerifiedCache {
     }
 
     /// The issuer index and claims of a token verified before, if still valid.
-    pub fn get(&mut self, key: &[u8; 32], now: u64) -> Option<(usize, Map<String, Value>)> {
+    pub fn get(&mut self, key: &[u8; 32], now: u64) -> Option<(usize, Claims)> {
         let e = self.entries.get(key)?;
         if now >= e.valid_until {
             self.entries.remove(key);
             return None;
         }
-        Some((e.issuer, e.claims.clone()))
+        Some((e.issuer, Rc::clone(&e.claims)))
     }
 
     /// Remembers a verified token. Tokens without a numeric `exp` are cached
     /// for `max_ttl` at most, like any other.
-    pub fn insert(&mut self, key: [u8; 32], issuer: usize, claims: &Map<String, Value>, now: u64) {
+    pub fn insert(&mut self, key: [u8; 32], issuer: usize, claims: &Claims, now: u64) {
         if self.max_entries == 0 || self.max_ttl == 0 {
             return;
         }
@@ -80,7 +86,7 @@ impl VerifiedCache {
             key,
             Entry {
                 issuer,
-                claims: claims.clone(),
+                claims: Rc::clone(claims),
                 valid_until,
             },
         );
@@ -116,8 +122,8 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn claims(exp: u64) -> Map<String, Value> {
-        json!({"sub": "a", "exp": exp}).as_object().unwrap().clone()
+    fn claims(exp: u64) -> Claims {
+        Rc::new(json!({"sub": "a", "exp": exp}).as_object().unwrap().clone())
     }
 
     #[test]
@@ -130,6 +136,15 @@ mod tests {
         assert!(c.get(&[2; 32], 1_299).is_some());
         assert!(c.get(&[2; 32], 1_300).is_none());
         assert!(c.get(&[3; 32], 0).is_none());
+    }
+
+    #[test]
+    fn hits_share_the_claims() {
+        let mut c = VerifiedCache::new(4, 300);
+        let stored = claims(10_000);
+        c.insert([1; 32], 0, &stored, 0);
+        let (_, hit) = c.get(&[1; 32], 1).unwrap();
+        assert!(Rc::ptr_eq(&hit, &stored));
     }
 
     #[test]
