@@ -15,6 +15,8 @@
 use crate::config::RemoteJwks;
 use crate::engine::{KeysAnswer, RemoteKeys};
 use crate::jwt::{self, Alg, KeySet};
+use gatehouse_core::random::OnceClock;
+use gatehouse_core::Clock;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -38,9 +40,10 @@ pub struct JwksCache {
 /// A view of the cache at one instant, with fetching allowed or not.
 pub struct CacheView<'a> {
     pub cache: &'a mut JwksCache,
-    /// Milliseconds since the epoch (second granularity would let two
-    /// refreshes happen less than one interval apart).
-    pub now_ms: u64,
+    /// The request's time, read in milliseconds since the epoch (second
+    /// granularity would let two refreshes happen less than one interval
+    /// apart), and only when a remote key set is asked for.
+    pub clock: &'a OnceClock<'a>,
     /// False on the second pass after a fetch: use what is there.
     pub allow_fetch: bool,
     /// Whether the caller can wait for another request's fetch.
@@ -49,7 +52,7 @@ pub struct CacheView<'a> {
 
 impl RemoteKeys for CacheView<'_> {
     fn keys(&mut self, issuer: usize, kid: Option<&str>, cfg: &RemoteJwks) -> KeysAnswer {
-        let now = self.now_ms;
+        let now = self.clock.now_unix_millis();
         let st = self.cache.issuers.entry(issuer).or_default();
         if st
             .in_flight

@@ -7,7 +7,8 @@ use crate::jwt::{Alg, KeySet, Policy};
 use crate::verified::VerifiedCache;
 use gatehouse_core::host::{normalize_host, HostPattern};
 use gatehouse_core::path::{is_ambiguous_path, split_path_query, PathMatch};
-use gatehouse_core::{HeaderOp, HeaderSnapshot};
+use gatehouse_core::random::OnceClock;
+use gatehouse_core::{Clock, HeaderOp, HeaderSnapshot};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -97,7 +98,18 @@ pub struct Input<'a> {
     pub headers: &'a HeaderSnapshot,
     /// Read only when [`Engine::needs_peer`].
     pub peer: Option<&'a PeerCert>,
-    pub now_secs: u64,
+    /// The request's time, read only when the decision needs it (a JWT's
+    /// `exp`/`nbf`/`iat`, the verified-token cache, remote key sets): an
+    /// API key, a certificate or a request without credential never reads
+    /// the clock.
+    pub clock: &'a OnceClock<'a>,
+}
+
+impl Input<'_> {
+    /// Seconds since the Unix epoch (reads the clock on first use).
+    pub fn now_secs(&self) -> u64 {
+        self.clock.now_unix_millis() / 1000
+    }
 }
 
 /// What a remote-JWKS cache answers.

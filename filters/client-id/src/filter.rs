@@ -6,6 +6,7 @@
 use crate::cache::{CacheView, JwksCache};
 use crate::engine::{Decision, Engine, Input, Outcome, PeerCert, Step, REASONS};
 use crate::waiters::{Waiter, Waiters};
+use gatehouse_core::random::OnceClock;
 use gatehouse_core::reply::error_body;
 use gatehouse_core::{Clock, HeaderSnapshot};
 use gatehouse_proxy::{Counter, HostClock};
@@ -78,12 +79,13 @@ struct Paused {
 /// over, and answers or resumes each one in its own context. `home` is the
 /// caller's context id, restored at the end.
 fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
-    let now = now_ms();
+    // One instant for every request woken here, read only if one is.
+    let clock = OnceClock::new(&HostClock);
     let ready = {
         let mut w = shared.waiters.borrow_mut();
         match issuer {
             Some(i) => w.take_issuer(i),
-            None => w.take_expired(now, older_than_ms),
+            None => w.take_expired(clock.now_unix_millis(), older_than_ms),
         }
     };
     if ready.is_empty() {
@@ -94,14 +96,14 @@ fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
             let mut cache = shared.cache.borrow_mut();
             let mut view = CacheView {
                 cache: &mut cache,
-                now_ms: now,
+                clock: &clock,
                 allow_fetch: false,
                 allow_wait: false,
             };
             let input = Input {
                 headers: &w.request.headers,
                 peer: w.request.peer.as_ref(),
-                now_secs: now / 1000,
+                clock: &clock,
             };
             shared.engine.decide(&input, &mut view)
         };
@@ -292,13 +294,13 @@ impl ClientId {
         let Some(headers) = self.headers.as_ref() else {
             return Action::Continue;
         };
-        let now_ms = now_ms();
-        let now = now_ms / 1000;
+        // Read only if the decision needs the time (JWTs, remote keys).
+        let clock = OnceClock::new(&HostClock);
         let step = {
             let mut cache = shared.cache.borrow_mut();
             let mut view = CacheView {
                 cache: &mut cache,
-                now_ms,
+                clock: &clock,
                 allow_fetch,
                 // Waking a waiter resumes it from another context, which a
                 // fused chain (gatehouse.wasm `chain`) cannot follow: there
@@ -308,7 +310,7 @@ impl ClientId {
             let input = Input {
                 headers,
                 peer: self.peer.as_ref(),
-                now_secs: now,
+                clock: &clock,
             };
             shared.engine.decide(&input, &mut view)
         };
@@ -321,7 +323,7 @@ impl ClientId {
                 shared.waiters.borrow_mut().add(Waiter {
                     context_id: self.context_id,
                     issuer,
-                    since_ms: now_ms,
+                    since_ms: clock.now_unix_millis(),
                     request: Paused {
                         headers: headers.clone(),
                         peer: self.peer.clone(),
@@ -339,6 +341,7 @@ impl ClientId {
                     // Dispatch failed: record the failure and decide with
                     // whatever keys exist (stale ones, or none => refused).
                     shared.metrics.jwks_fetch_failures.inc();
+                    let now_ms = clock.now_unix_millis();
                     shared.cache.borrow_mut().record(issuer, None, &[], now_ms);
                     self.run(false)
                 }

@@ -139,7 +139,7 @@ impl Engine {
             ))
         };
         let (cached, enabled) = match j.verified.try_borrow_mut() {
-            Ok(mut c) => (c.get(&cache_key, input.now_secs), c.enabled()),
+            Ok(mut c) => (c.get(&cache_key, input.now_secs()), c.enabled()),
             Err(_) => (None, false),
         };
         if enabled {
@@ -156,7 +156,7 @@ impl Engine {
                 Ok((idx, claims)) => {
                     let claims = Rc::new(claims);
                     if let Ok(mut c) = j.verified.try_borrow_mut() {
-                        c.insert(cache_key, idx, &claims, input.now_secs);
+                        c.insert(cache_key, idx, &claims, input.now_secs());
                     }
                     claims
                 }
@@ -215,7 +215,7 @@ impl Engine {
                 }
             },
         };
-        match jwt::verify(token, &peek, &keys, &issuer.policy, input.now_secs) {
+        match jwt::verify(token, &peek, &keys, &issuer.policy, input.now_secs()) {
             Ok(c) => Ok((idx, c)),
             Err(e) => Err(fail(e)),
         }

@@ -10,12 +10,14 @@ use crate::engine::{Engine, Input, KeysAnswer, Outcome, PeerCert, RemoteKeys, St
 use crate::jwt::{self, Alg, JwtError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use gatehouse_core::random::{FixedClock, OnceClock};
 use gatehouse_core::{parse_config, HeaderOp, HeaderSnapshot};
 use serde_json::{json, Value};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const NOW: u64 = 1_800_000_000;
+const CLOCK: FixedClock = FixedClock(NOW * 1_000_000_000);
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-demo";
 const KEY: &str = "live_key_for_acme_123";
 
@@ -99,7 +101,7 @@ fn run(e: &Engine, pairs: &[(&str, &str)], peer: Option<PeerCert>) -> crate::eng
     let input = Input {
         headers: &h,
         peer: peer.as_ref(),
-        now_secs: NOW,
+        clock: &OnceClock::new(&CLOCK),
     };
     match e.decide(&input, &mut NoRemote) {
         Step::Done(d) => d,
@@ -119,6 +121,44 @@ fn client(d: &crate::engine::Decision) -> String {
         Outcome::Identified { client_id, .. } => client_id.clone(),
         o => panic!("not identified: {o:?}"),
     }
+}
+
+/// Whether deciding `pairs` read the clock.
+fn clock_read(e: &Engine, pairs: &[(&str, &str)]) -> bool {
+    let mut all = vec![(":authority", "api.test"), (":method", "GET")];
+    if !pairs.iter().any(|(k, _)| *k == ":path") {
+        all.push((":path", "/v1/x"));
+    }
+    all.extend_from_slice(pairs);
+    let h = HeaderSnapshot::from_pairs(all);
+    let clock = OnceClock::new(&CLOCK);
+    let input = Input {
+        headers: &h,
+        peer: None,
+        clock: &clock,
+    };
+    let _ = e.decide(&input, &mut NoRemote);
+    clock.was_read()
+}
+
+#[test]
+fn the_clock_is_read_only_when_the_decision_needs_it() {
+    let e = engine(base_config());
+    // API keys (accepted or not), no credential, skipped paths: no time.
+    assert!(!clock_read(&e, &[("x-api-key", KEY)]));
+    assert!(!clock_read(
+        &e,
+        &[("authorization", &format!("Bearer {KEY}"))]
+    ));
+    assert!(!clock_read(&e, &[("x-api-key", "wrong-wrong-wrong")]));
+    assert!(!clock_read(&e, &[]));
+    assert!(!clock_read(&e, &[(":path", "/healthz")]));
+    // A JWT's times are checked against it.
+    let token = hs_token(hdr(), claims(), SECRET);
+    assert!(clock_read(
+        &e,
+        &[("authorization", &format!("Bearer {token}"))]
+    ));
 }
 
 #[test]
@@ -434,9 +474,11 @@ fn remote_cache_policy() {
     };
     let mut cache = JwksCache::default();
     let ask = |cache: &mut JwksCache, now: u64, kid: Option<&str>, allow: bool| {
+        let fixed = FixedClock(now * 1_000_000_000);
+        let clock = OnceClock::new(&fixed);
         let mut v = CacheView {
             cache,
-            now_ms: now * 1000,
+            clock: &clock,
             allow_fetch: allow,
             allow_wait: true,
         };
@@ -636,7 +678,7 @@ fn method_order_decides_and_bearer_is_shared_sensibly() {
     let input = Input {
         headers: &h,
         peer: None,
-        now_secs: NOW,
+        clock: &OnceClock::new(&CLOCK),
     };
     match e.decide(&input, &mut NoRemote) {
         Step::Done(d) => assert_eq!(reason(&d), (401, "unknown_key")),
@@ -694,9 +736,11 @@ fn one_fetch_at_a_time() {
     };
     let mut cache = JwksCache::default();
     let ask = |cache: &mut JwksCache, now_ms: u64, kid: Option<&str>| {
+        let fixed = FixedClock(now_ms * 1_000_000);
+        let clock = OnceClock::new(&fixed);
         let mut v = CacheView {
             cache,
-            now_ms,
+            clock: &clock,
             allow_fetch: true,
             allow_wait: true,
         };
@@ -728,7 +772,7 @@ fn decide_raw(e: &Engine, pairs: &[(&str, &str)]) -> crate::engine::Decision {
     let input = Input {
         headers: &h,
         peer: None,
-        now_secs: NOW,
+        clock: &OnceClock::new(&CLOCK),
     };
     match e.decide(&input, &mut NoRemote) {
         Step::Done(d) => d,
