@@ -6,13 +6,14 @@ use gatehouse_core::HeaderOp;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Where a presented credential was found (for stripping it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Header(String),
+/// Where a presented credential was found (for stripping it); the names are
+/// the configured ones, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    Header(&'a str),
     Authorization,
-    Query(String),
-    Cookie(String),
+    Query(&'a str),
+    Cookie(&'a str),
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -56,12 +57,13 @@ pub fn lookup_digest(table: &[([u8; 32], usize)], h: &[u8; 32]) -> Option<usize>
     found
 }
 
-/// `Scheme value` of an Authorization header (scheme case-insensitive).
-pub fn authorization(headers: &HeaderSnapshot) -> Option<(String, String)> {
+/// `Scheme value` of an Authorization header, borrowed from the request:
+/// the scheme as sent (compare it case-insensitively) and the trimmed value.
+pub fn authorization(headers: &HeaderSnapshot) -> Option<(&str, &str)> {
     let raw = headers.first_str("authorization")?.ok()?;
     let raw = raw.trim();
     let (scheme, rest) = raw.split_once(' ')?;
-    Some((scheme.to_ascii_lowercase(), rest.trim().to_string()))
+    Some((scheme, rest.trim()))
 }
 
 /// Percent-decodes a query component (`+` is a space).
@@ -230,7 +232,7 @@ mod tests {
     #[test]
     fn authorization_header() {
         let h = HeaderSnapshot::from_pairs([("authorization", "ApiKey  abc ")]);
-        assert_eq!(authorization(&h), Some(("apikey".into(), "abc".into())));
+        assert_eq!(authorization(&h), Some(("ApiKey", "abc")));
         let h = HeaderSnapshot::from_pairs([("authorization", "abc")]);
         assert_eq!(authorization(&h), None);
     }

@@ -208,6 +208,14 @@ impl Engine {
                 id: c.id.clone(),
                 plan: c.plan.clone(),
                 labels: c.labels.clone(),
+                label_headers: match &cfg.headers.label_prefix {
+                    Some(p) => c
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (format!("{p}{k}"), v.clone()))
+                        .collect(),
+                    None => Vec::new(),
+                },
                 enabled: c.enabled,
             });
         }
@@ -432,6 +440,22 @@ impl Engine {
             "must be printable ASCII without quotes or backslashes",
         )?;
 
+        // Every header the filter owns, once each (see `removal_ops`).
+        let mut owned_headers: Vec<String> = Vec::new();
+        let claim_headers = jwt
+            .iter()
+            .flat_map(|j| j.claims_to_headers.iter().map(|(_, h)| h));
+        for n in [&h.client_id, &h.plan]
+            .into_iter()
+            .chain(&h.method)
+            .chain(claim_headers)
+        {
+            if !owned_headers.contains(n) {
+                owned_headers.push(n.clone());
+            }
+        }
+        let owned_dashed = owned_headers.iter().map(|n| n.replace('_', "-")).collect();
+
         Ok(Engine {
             methods,
             clients,
@@ -450,6 +474,9 @@ impl Engine {
             plan_header: h.plan.clone(),
             method_header: h.method.clone(),
             label_prefix: h.label_prefix.clone(),
+            owned_headers,
+            owned_dashed,
+            label_prefix_dashed: h.label_prefix.as_ref().map(|p| p.replace('_', "-")),
             anonymous,
             default_mode: cfg.default_mode,
             rules,

@@ -9,6 +9,7 @@ use gatehouse_core::host::{normalize_host, HostPattern};
 use gatehouse_core::path::{is_ambiguous_path, split_path_query, PathMatch};
 use gatehouse_core::random::OnceClock;
 use gatehouse_core::{Clock, HeaderOp, HeaderSnapshot};
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -44,6 +45,9 @@ pub struct ClientInfo {
     pub id: String,
     pub plan: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The label headers (`label_prefix` + label, value), built once at
+    /// configuration; empty without `headers.label_prefix`.
+    pub label_headers: Vec<(String, String)>,
     pub enabled: bool,
 }
 
@@ -199,6 +203,13 @@ pub struct Engine {
     pub(crate) plan_header: String,
     pub(crate) method_header: Option<String>,
     pub(crate) label_prefix: Option<String>,
+    /// Every header the filter sets (client id, plan, method, claim
+    /// headers), once each, in that order: removed from every request.
+    pub(crate) owned_headers: Vec<String>,
+    /// `owned_headers` and `label_prefix` spelled with `-` for `_`, for
+    /// matching the `_` spellings of a request's headers.
+    pub(crate) owned_dashed: Vec<String>,
+    pub(crate) label_prefix_dashed: Option<String>,
     pub(crate) anonymous: Option<(String, Option<String>)>,
     pub(crate) default_mode: Mode,
     pub(crate) rules: Vec<CompiledRule>,
@@ -229,18 +240,11 @@ impl Engine {
 
     /// Every header the filter owns: removed from every request.
     pub(crate) fn removal_ops(&self, headers: &HeaderSnapshot) -> Vec<HeaderOp> {
-        let mut names: Vec<&str> = vec![self.id_header.as_str(), self.plan_header.as_str()];
-        if let Some(m) = &self.method_header {
-            names.push(m);
-        }
-        if let Some(j) = &self.jwt {
-            names.extend(j.claims_to_headers.iter().map(|(_, h)| h.as_str()));
-        }
         // Only copies the request actually carries need removing: a removal
         // of an absent header would still cost a host call per request.
         let mut ops: Vec<HeaderOp> = Vec::new();
-        for n in &names {
-            if headers.contains(n) && !ops.iter().any(|o| o.name() == *n) {
+        for n in &self.owned_headers {
+            if headers.contains(n) {
                 ops.push(HeaderOp::remove(n));
             }
         }
@@ -254,16 +258,20 @@ impl Engine {
         // CGI, WSGI, PHP (and more) read `x_client_id` as `x-client-id`:
         // every `_` spelling of an owned header goes too (Envoy's default
         // `headers_with_underscores_action` lets them through).
+        // (Compared byte by byte against the spellings made at
+        // configuration: nothing is allocated per request.)
         for (name, _) in headers.iter() {
             if !name.contains('_') || ops.iter().any(|o| o.name() == name) {
                 continue;
             }
-            let dashed = name.replace('_', "-").to_ascii_lowercase();
-            let owned = names.iter().any(|n| n.replace('_', "-") == dashed)
+            let owned = self
+                .owned_dashed
+                .iter()
+                .any(|n| name.len() == n.len() && dashed_prefix(name, n))
                 || self
-                    .label_prefix
+                    .label_prefix_dashed
                     .as_deref()
-                    .is_some_and(|p| dashed.starts_with(&p.replace('_', "-")));
+                    .is_some_and(|p| name.len() >= p.len() && dashed_prefix(name, p));
             if owned {
                 ops.push(HeaderOp::remove(name));
             }
@@ -272,18 +280,27 @@ impl Engine {
     }
 
     pub(crate) fn mode_for(&self, headers: &HeaderSnapshot) -> (Mode, Option<&CompiledRule>) {
-        let host = headers
-            .first_str(":authority")
-            .and_then(Result::ok)
-            .and_then(normalize_host)
-            .unwrap_or_default();
+        if self.rules.is_empty() {
+            return (self.default_mode, None);
+        }
+        // The host is normalized only if a rule scopes by host.
+        let mut host: Option<String> = None;
         let raw_path = headers
             .first_str(":path")
             .and_then(Result::ok)
             .unwrap_or("/");
         let (path, _) = split_path_query(raw_path);
         for r in &self.rules {
-            let host_ok = r.hosts.is_empty() || r.hosts.iter().any(|h| h.matches(&host));
+            let host_ok = r.hosts.is_empty() || {
+                let host = host.get_or_insert_with(|| {
+                    headers
+                        .first_str(":authority")
+                        .and_then(Result::ok)
+                        .and_then(normalize_host)
+                        .unwrap_or_default()
+                });
+                r.hosts.iter().any(|h| h.matches(host))
+            };
             let path_ok = r.paths.is_empty() || r.paths.iter().any(|p| p.matches(path));
             if host_ok && path_ok {
                 return (r.mode, Some(r));
@@ -427,7 +444,7 @@ impl Engine {
 
     pub(crate) fn accept(
         &self,
-        id: Identity,
+        id: Identity<'_>,
         method: Method,
         rule: Option<&CompiledRule>,
         mut ops: Vec<HeaderOp>,
@@ -458,17 +475,16 @@ impl Engine {
                 };
             }
         }
-        ops.push(HeaderOp::set(&self.id_header, id.client_id.clone()));
+        ops.push(HeaderOp::set(&self.id_header, id.client_id.as_ref()));
         if let Some(p) = &id.plan {
-            ops.push(HeaderOp::set(&self.plan_header, p.clone()));
+            ops.push(HeaderOp::set(&self.plan_header, p.as_ref()));
         }
         if let Some(mh) = &self.method_header {
             ops.push(HeaderOp::set(mh, method.as_str()));
         }
-        if let Some(prefix) = &self.label_prefix {
-            for (k, v) in &id.labels {
-                ops.push(HeaderOp::set(&format!("{prefix}{k}"), v.clone()));
-            }
+        // Names made at configuration (`label_prefix` + label).
+        for (name, v) in id.labels {
+            ops.push(HeaderOp::set(name, v.as_str()));
         }
         ops.extend(id.extra);
         if self.strip_credentials.strips(method) {
@@ -476,7 +492,7 @@ impl Engine {
         }
         Decision {
             outcome: Outcome::Identified {
-                client_id: id.client_id,
+                client_id: id.client_id.into_owned(),
                 method,
                 fingerprint: id.fingerprint,
             },
@@ -489,12 +505,12 @@ impl Engine {
         idx: usize,
         fingerprint: String,
         strip: Vec<HeaderOp>,
-    ) -> Tried {
+    ) -> Tried<'_> {
         match self.clients.get(idx) {
             Some(c) => Tried::Found(Identity {
-                client_id: c.id.clone(),
-                plan: c.plan.clone(),
-                labels: c.labels.clone(),
+                client_id: Cow::Borrowed(&c.id),
+                plan: c.plan.as_deref().map(Cow::Borrowed),
+                labels: &c.label_headers,
                 enabled: c.enabled,
                 extra: Vec::new(),
                 strip,
@@ -519,6 +535,21 @@ pub fn ambiguous_path(headers: &HeaderSnapshot) -> bool {
         Some(Err(())) => true,
         None => false,
     }
+}
+
+/// Whether `name` (a request header's name), with every `_` read as `-` and
+/// ASCII letters lower-cased, starts with `dashed` (a configured name already
+/// spelled with `-`).
+fn dashed_prefix(name: &str, dashed: &str) -> bool {
+    name.len() >= dashed.len()
+        && name.bytes().zip(dashed.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
 }
 
 /// A CORS preflight: `OPTIONS` with `origin` and
@@ -547,19 +578,21 @@ pub(crate) fn valid_header_value(s: &str) -> bool {
             .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
 }
 
-pub(crate) struct Identity {
-    pub(crate) client_id: String,
-    pub(crate) plan: Option<String>,
-    pub(crate) labels: BTreeMap<String, String>,
+/// Who a credential names; borrowed from the configuration where it can be.
+pub(crate) struct Identity<'e> {
+    pub(crate) client_id: Cow<'e, str>,
+    pub(crate) plan: Option<Cow<'e, str>>,
+    /// Label headers (names made at configuration).
+    pub(crate) labels: &'e [(String, String)],
     pub(crate) enabled: bool,
     pub(crate) extra: Vec<HeaderOp>,
     pub(crate) strip: Vec<HeaderOp>,
     pub(crate) fingerprint: String,
 }
 
-pub(crate) enum Tried {
+pub(crate) enum Tried<'e> {
     Absent,
-    Found(Identity),
+    Found(Identity<'e>),
     Rejected(Outcome),
     NeedFetch(usize),
     Wait(usize),

@@ -7,23 +7,37 @@ use crate::jwt::{self, JwtError, Peek};
 use gatehouse_core::path::split_path_query;
 use gatehouse_core::{HeaderOp, HeaderSnapshot};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 impl Engine {
-    pub(crate) fn find_api_key(&self, headers: &HeaderSnapshot) -> Option<(String, Source)> {
+    /// The presented API key (borrowed from the request unless it had to be
+    /// decoded) and where it was found (borrowing the configured name).
+    pub(crate) fn find_api_key<'h>(
+        &self,
+        headers: &'h HeaderSnapshot,
+    ) -> Option<(Cow<'h, str>, Source<'_>)> {
         if let Some(h) = &self.key_header {
             if let Some(v) = headers.first(h) {
-                let s = String::from_utf8_lossy(v).trim().to_string();
-                return Some((s, Source::Header(h.clone())));
+                let s = match String::from_utf8_lossy(v) {
+                    Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+                    Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+                };
+                return Some((s, Source::Header(h)));
             }
         }
         if let Some((scheme, value)) = apikey::authorization(headers) {
-            if self.key_schemes.contains(&scheme) {
-                let jwt_owns =
-                    scheme == "bearer" && self.jwt.is_some() && jwt::looks_like_jwt(&value);
+            // Configured schemes are lower-case; the request's any case.
+            if self
+                .key_schemes
+                .iter()
+                .any(|s| scheme.eq_ignore_ascii_case(s))
+            {
+                let jwt_owns = scheme.eq_ignore_ascii_case("bearer")
+                    && self.jwt.is_some()
+                    && jwt::looks_like_jwt(value);
                 if !jwt_owns {
-                    return Some((value, Source::Authorization));
+                    return Some((Cow::Borrowed(value), Source::Authorization));
                 }
             }
         }
@@ -34,36 +48,41 @@ impl Engine {
                 .unwrap_or("/");
             if let (_, Some(query)) = split_path_query(raw) {
                 if let Some(v) = apikey::query_param(query, q) {
-                    return Some((v, Source::Query(q.clone())));
+                    return Some((Cow::Owned(v), Source::Query(q)));
                 }
             }
         }
         if let Some(c) = &self.key_cookie {
             if let Some(v) = apikey::cookie(headers, c) {
-                return Some((v, Source::Cookie(c.clone())));
+                return Some((Cow::Owned(v), Source::Cookie(c)));
             }
         }
         None
     }
 
-    pub(crate) fn try_api_key(&self, headers: &HeaderSnapshot) -> Tried {
+    pub(crate) fn try_api_key(&self, headers: &HeaderSnapshot) -> Tried<'_> {
         let Some((key, source)) = self.find_api_key(headers) else {
             return Tried::Absent;
         };
         // Hashed once: the lookup and the fingerprint both use the digest.
         let digest = apikey::sha256(key.as_bytes());
         let fp = apikey::fingerprint_of(&digest);
-        let strip = match &source {
-            Source::Header(h) => vec![HeaderOp::remove(h)],
-            Source::Authorization => vec![HeaderOp::remove("authorization")],
-            Source::Query(q) => {
-                let raw = headers
-                    .first_str(":path")
-                    .and_then(Result::ok)
-                    .unwrap_or("/");
-                vec![HeaderOp::set(":path", apikey::path_without_param(raw, q))]
+        // Built only when it will be applied (see `accept`).
+        let strip = if !self.strip_credentials.strips(Method::ApiKey) {
+            Vec::new()
+        } else {
+            match source {
+                Source::Header(h) => vec![HeaderOp::remove(h)],
+                Source::Authorization => vec![HeaderOp::remove("authorization")],
+                Source::Query(q) => {
+                    let raw = headers
+                        .first_str(":path")
+                        .and_then(Result::ok)
+                        .unwrap_or("/");
+                    vec![HeaderOp::set(":path", apikey::path_without_param(raw, q))]
+                }
+                Source::Cookie(c) => vec![apikey::strip_cookie(headers, c)],
             }
-            Source::Cookie(c) => vec![apikey::strip_cookie(headers, c)],
         };
         match apikey::lookup_digest(&self.key_table, &digest) {
             Some(idx) => self.client_identity(idx, fp, strip),
@@ -77,7 +96,7 @@ impl Engine {
         }
     }
 
-    pub(crate) fn try_mtls(&self, peer: Option<&PeerCert>) -> Tried {
+    pub(crate) fn try_mtls(&self, peer: Option<&PeerCert>) -> Tried<'_> {
         let Some(peer) = peer.filter(|p| p.present) else {
             return Tried::Absent;
         };
@@ -92,8 +111,8 @@ impl Engine {
                 CertField::Subject => peer.subject.as_ref().and_then(|v| self.by_subject.get(v)),
                 CertField::Sha256 => peer
                     .sha256
-                    .as_ref()
-                    .and_then(|v| self.by_digest.get(&v.to_ascii_lowercase().replace(':', ""))),
+                    .as_deref()
+                    .and_then(|v| self.by_digest.get(normalize_digest(v).as_ref())),
             };
             if let Some(idx) = hit {
                 return self.client_identity(*idx, fp, Vec::new());
@@ -108,18 +127,18 @@ impl Engine {
         ))
     }
 
-    pub(crate) fn try_jwt(&self, input: &Input<'_>, remote: &mut dyn RemoteKeys) -> Tried {
+    pub(crate) fn try_jwt(&self, input: &Input<'_>, remote: &mut dyn RemoteKeys) -> Tried<'_> {
         let Some(j) = &self.jwt else {
             return Tried::Absent;
         };
         let Some((scheme, token)) = apikey::authorization(input.headers) else {
             return Tried::Absent;
         };
-        if scheme != "bearer" {
+        if !scheme.eq_ignore_ascii_case("bearer") {
             return Tried::Absent;
         }
         // A Bearer value that is not JWT-shaped may be an API key.
-        if !jwt::looks_like_jwt(&token)
+        if !jwt::looks_like_jwt(token)
             && self.methods.contains(&Method::ApiKey)
             && self.key_schemes.iter().any(|s| s == "bearer")
         {
@@ -152,7 +171,7 @@ impl Engine {
         }
         let claims = match cached {
             Some((_, claims)) => claims,
-            None => match self.verify_jwt(j, &token, input, remote, &fail, &fp) {
+            None => match self.verify_jwt(j, token, input, remote, &fail, &fp) {
                 Ok((idx, claims)) => {
                     let claims = Rc::new(claims);
                     if let Ok(mut c) = j.verified.try_borrow_mut() {
@@ -170,15 +189,15 @@ impl Engine {
     /// index and the claims, or what to do instead.
     // `Tried` is the engine's internal answer, returned once per request.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn verify_jwt(
-        &self,
+    pub(crate) fn verify_jwt<'e>(
+        &'e self,
         j: &JwtEngine,
         token: &str,
         input: &Input<'_>,
         remote: &mut dyn RemoteKeys,
-        fail: &dyn Fn(JwtError) -> Tried,
+        fail: &dyn Fn(JwtError) -> Tried<'e>,
         fp: &str,
-    ) -> Result<(usize, Map<String, Value>), Tried> {
+    ) -> Result<(usize, Map<String, Value>), Tried<'e>> {
         let peek: Peek = match jwt::peek(token, j.max_len) {
             Ok(p) => p,
             Err(e) => return Err(fail(e)),
@@ -222,17 +241,17 @@ impl Engine {
     }
 
     /// The identity a verified token's claims give.
-    pub(crate) fn identity_from_claims(
-        &self,
+    pub(crate) fn identity_from_claims<'e>(
+        &'e self,
         j: &JwtEngine,
         claims: &Map<String, Value>,
         fp: String,
-        fail: &dyn Fn(JwtError) -> Tried,
-    ) -> Tried {
-        let client_id = match claims.get(&j.client_id_claim) {
+        fail: &dyn Fn(JwtError) -> Tried<'e>,
+    ) -> Tried<'e> {
+        let client_id: Cow<'e, str> = match claims.get(&j.client_id_claim) {
             None | Some(Value::Null) => return fail(JwtError::MissingClaim),
-            Some(Value::String(s)) if valid_value(s) => s.clone(),
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+            Some(Value::String(s)) if valid_value(s) => Cow::Owned(s.clone()),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Cow::Owned(n.to_string()),
             // Present but unusable: an object, a fraction, an empty or
             // over-long string, control characters ...
             Some(_) => return fail(JwtError::BadClaims),
@@ -247,20 +266,30 @@ impl Engine {
                 extra.push(HeaderOp::set(header, v));
             }
         }
-        let strip = vec![HeaderOp::remove("authorization")];
+        // Built only when it will be applied (see `accept`).
+        let strip = if self.strip_credentials.strips(Method::Jwt) {
+            vec![HeaderOp::remove("authorization")]
+        } else {
+            Vec::new()
+        };
         let (plan, labels, enabled) = match self
             .by_id
-            .get(&client_id)
+            .get(client_id.as_ref())
             .and_then(|i| self.clients.get(*i))
         {
-            Some(c) => (c.plan.clone(), c.labels.clone(), c.enabled),
+            Some(c) => (
+                c.plan.as_deref().map(Cow::Borrowed),
+                c.label_headers.as_slice(),
+                c.enabled,
+            ),
             None => (
                 j.plan_claim
                     .as_ref()
                     .and_then(|pc| claims.get(pc))
                     .and_then(claim_string)
-                    .filter(|s| valid_value(s)),
-                BTreeMap::new(),
+                    .filter(|s| valid_value(s))
+                    .map(Cow::Owned),
+                [].as_slice(),
                 true,
             ),
         };
@@ -282,5 +311,15 @@ pub(crate) fn claim_string(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+/// A certificate digest as configured digests are kept: lower-case hex
+/// without `:` (allocates only when the presented one is not already so).
+fn normalize_digest(v: &str) -> Cow<'_, str> {
+    if v.bytes().any(|b| b == b':' || b.is_ascii_uppercase()) {
+        Cow::Owned(v.to_ascii_lowercase().replace(':', ""))
+    } else {
+        Cow::Borrowed(v)
     }
 }

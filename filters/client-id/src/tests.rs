@@ -1106,6 +1106,41 @@ fn underscore_spellings_of_identity_headers_are_removed() {
 }
 
 #[test]
+fn schemes_and_underscore_spellings_in_any_case() {
+    let e = engine(base_config());
+    for auth in [format!("APIKEY {KEY}"), format!("bearer {KEY}")] {
+        let d = run(&e, &[("authorization", &auth)], None);
+        assert_eq!(client(&d), "acme", "{auth}");
+        assert!(d.ops.contains(&HeaderOp::remove("authorization")));
+    }
+    let t = hs_token(hdr(), claims(), SECRET);
+    let d = run(&e, &[("authorization", &format!("BEARER {t}"))], None);
+    assert_eq!(client(&d), "acme");
+    // Names not lower-cased by the proxy are still matched.
+    let h = HeaderSnapshot::new(vec![
+        (":path".into(), b"/v1/x".to_vec()),
+        ("X_Client_ID".into(), b"root".to_vec()),
+        ("X_CLIENT_LABEL_team".into(), b"x".to_vec()),
+        ("x-api-key".into(), KEY.as_bytes().to_vec()),
+    ]);
+    let clock = OnceClock::new(&CLOCK);
+    let input = Input {
+        headers: &h,
+        peer: None,
+        clock: &clock,
+    };
+    let Step::Done(d) = e.decide(&input, &mut NoRemote) else {
+        panic!("not decided");
+    };
+    assert!(
+        d.ops.contains(&HeaderOp::remove("X_Client_ID")),
+        "{:?}",
+        d.ops
+    );
+    assert!(d.ops.contains(&HeaderOp::remove("X_CLIENT_LABEL_team")));
+}
+
+#[test]
 fn semicolons_make_a_path_ambiguous() {
     let e = engine(base_config());
     for p in [
