@@ -10,7 +10,7 @@ use gatehouse_core::path::{is_ambiguous_path, split_path_query, PathMatch};
 use gatehouse_core::random::OnceClock;
 use gatehouse_core::{Clock, HeaderOp, HeaderSnapshot};
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
@@ -97,11 +97,113 @@ pub struct PeerCert {
     pub sha256: Option<String>,
 }
 
+/// What the engine reads of the connection's certificate. [`PeerCert`] is
+/// one read in full; [`LazyPeer`] reads each property on first use, so a
+/// request decided before its certificate is looked at (an API key or JWT
+/// tried first, a skipped path) reads none, and one matched by URI SAN
+/// never reads the subject.
+pub trait Peer {
+    /// `connection.mtls`: a client certificate was presented and verified.
+    fn present(&self) -> bool;
+    fn uri_san(&self) -> Option<&str>;
+    fn subject(&self) -> Option<&str>;
+    fn sha256(&self) -> Option<&str>;
+}
+
+impl Peer for PeerCert {
+    fn present(&self) -> bool {
+        self.present
+    }
+    fn uri_san(&self) -> Option<&str> {
+        self.uri_san.as_deref()
+    }
+    fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    fn sha256(&self) -> Option<&str> {
+        self.sha256.as_deref()
+    }
+}
+
+/// Reads one connection property (an Envoy attribute path); the adapter
+/// passes the host's `get_property`.
+pub type PropertyReader = fn(&[&str]) -> Option<Vec<u8>>;
+
+/// A [`Peer`] reading each connection property at most once, when the
+/// engine first asks for it.
+pub struct LazyPeer {
+    read: PropertyReader,
+    present: OnceCell<bool>,
+    uri_san: OnceCell<Option<String>>,
+    subject: OnceCell<Option<String>>,
+    sha256: OnceCell<Option<String>>,
+}
+
+impl LazyPeer {
+    pub fn new(read: PropertyReader) -> LazyPeer {
+        LazyPeer {
+            read,
+            present: OnceCell::new(),
+            uri_san: OnceCell::new(),
+            subject: OnceCell::new(),
+            sha256: OnceCell::new(),
+        }
+    }
+
+    /// Everything, read now (for a request that will be decided again from
+    /// another context, where this connection's properties are out of reach).
+    pub fn snapshot(&self) -> PeerCert {
+        if !self.present() {
+            return PeerCert::default();
+        }
+        PeerCert {
+            present: true,
+            uri_san: self.uri_san().map(str::to_string),
+            subject: self.subject().map(str::to_string),
+            sha256: self.sha256().map(str::to_string),
+        }
+    }
+
+    /// A non-empty UTF-8 property of a connection that presented a
+    /// certificate.
+    fn string<'s>(&'s self, cell: &'s OnceCell<Option<String>>, name: &str) -> Option<&'s str> {
+        if !self.present() {
+            return None;
+        }
+        cell.get_or_init(|| {
+            (self.read)(&["connection", name])
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| !s.is_empty())
+        })
+        .as_deref()
+    }
+}
+
+impl Peer for LazyPeer {
+    fn present(&self) -> bool {
+        *self.present.get_or_init(|| {
+            matches!(
+                (self.read)(&["connection", "mtls"]).as_deref(),
+                Some([1]) | Some(b"true")
+            )
+        })
+    }
+    fn uri_san(&self) -> Option<&str> {
+        self.string(&self.uri_san, "uri_san_peer_certificate")
+    }
+    fn subject(&self) -> Option<&str> {
+        self.string(&self.subject, "subject_peer_certificate")
+    }
+    fn sha256(&self) -> Option<&str> {
+        self.string(&self.sha256, "sha256_peer_certificate_digest")
+    }
+}
+
 /// What the adapter knows about a request.
 pub struct Input<'a> {
     pub headers: &'a HeaderSnapshot,
-    /// Read only when [`Engine::needs_peer`].
-    pub peer: Option<&'a PeerCert>,
+    /// `None` unless [`Engine::needs_peer`].
+    pub peer: Option<&'a dyn Peer>,
     /// The request's time, read only when the decision needs it (a JWT's
     /// `exp`/`nbf`/`iat`, the verified-token cache, remote key sets): an
     /// API key, a certificate or a request without credential never reads

@@ -4,7 +4,7 @@
 //! edits or answers with the rejection, and counts.
 
 use crate::cache::{CacheView, JwksCache};
-use crate::engine::{Decision, Engine, Input, Outcome, PeerCert, Step, REASONS};
+use crate::engine::{Decision, Engine, Input, LazyPeer, Outcome, Peer, PeerCert, Step, REASONS};
 use crate::waiters::{Waiter, Waiters};
 use gatehouse_core::random::OnceClock;
 use gatehouse_core::reply::error_body;
@@ -102,7 +102,7 @@ fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
             };
             let input = Input {
                 headers: &w.request.headers,
-                peer: w.request.peer.as_ref(),
+                peer: w.request.peer.as_ref().map(|p| p as &dyn Peer),
                 clock: &clock,
             };
             shared.engine.decide(&input, &mut view)
@@ -239,7 +239,8 @@ struct ClientId {
     context_id: u32,
     shared: Rc<Shared>,
     headers: Option<HeaderSnapshot>,
-    peer: Option<PeerCert>,
+    /// The connection's certificate, its properties read when first needed.
+    peer: Option<LazyPeer>,
     /// (callout token, issuer index) while a JWKS fetch is in flight.
     pending: Option<(u32, usize)>,
     /// Registered in `Shared::waiters`.
@@ -258,28 +259,6 @@ impl Drop for ClientId {
             // The callout dies with this context: let another request fetch.
             self.shared.cache.borrow_mut().abandon(issuer);
         }
-    }
-}
-
-fn prop_string(path: &[&str]) -> Option<String> {
-    gatehouse_proxy::property(path)
-        .and_then(|b| String::from_utf8(b).ok())
-        .filter(|s| !s.is_empty())
-}
-
-fn read_peer() -> PeerCert {
-    let present = matches!(
-        gatehouse_proxy::property(&["connection", "mtls"]).as_deref(),
-        Some([1]) | Some(b"true")
-    );
-    if !present {
-        return PeerCert::default();
-    }
-    PeerCert {
-        present,
-        uri_san: prop_string(&["connection", "uri_san_peer_certificate"]),
-        subject: prop_string(&["connection", "subject_peer_certificate"]),
-        sha256: prop_string(&["connection", "sha256_peer_certificate_digest"]),
     }
 }
 
@@ -309,7 +288,7 @@ impl ClientId {
             };
             let input = Input {
                 headers,
-                peer: self.peer.as_ref(),
+                peer: self.peer.as_ref().map(|p| p as &dyn Peer),
                 clock: &clock,
             };
             shared.engine.decide(&input, &mut view)
@@ -326,7 +305,8 @@ impl ClientId {
                     since_ms: clock.now_unix_millis(),
                     request: Paused {
                         headers: headers.clone(),
-                        peer: self.peer.clone(),
+                        // Woken from another context: read it all now.
+                        peer: self.peer.as_ref().map(LazyPeer::snapshot),
                     },
                 });
                 self.waiting = true;
@@ -382,7 +362,8 @@ impl HttpContext for ClientId {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         self.headers = Some(gatehouse_proxy::request_headers());
         if self.shared.engine.needs_peer() {
-            self.peer = Some(read_peer());
+            // Nothing is read yet: see `LazyPeer`.
+            self.peer = Some(LazyPeer::new(gatehouse_proxy::property));
         }
         self.run(true)
     }

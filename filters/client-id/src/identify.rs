@@ -96,22 +96,21 @@ impl Engine {
         }
     }
 
-    pub(crate) fn try_mtls(&self, peer: Option<&PeerCert>) -> Tried<'_> {
-        let Some(peer) = peer.filter(|p| p.present) else {
+    pub(crate) fn try_mtls(&self, peer: Option<&dyn Peer>) -> Tried<'_> {
+        let Some(peer) = peer.filter(|p| p.present()) else {
             return Tried::Absent;
         };
         let fp = peer
-            .sha256
-            .as_deref()
+            .sha256()
             .map(|d| d.get(..8).unwrap_or(d).to_string())
             .unwrap_or_default();
+        // Fields after the one that matched are never read.
         for f in &self.cert_fields {
             let hit = match f {
-                CertField::UriSan => peer.uri_san.as_ref().and_then(|v| self.by_uri_san.get(v)),
-                CertField::Subject => peer.subject.as_ref().and_then(|v| self.by_subject.get(v)),
+                CertField::UriSan => peer.uri_san().and_then(|v| self.by_uri_san.get(v)),
+                CertField::Subject => peer.subject().and_then(|v| self.by_subject.get(v)),
                 CertField::Sha256 => peer
-                    .sha256
-                    .as_deref()
+                    .sha256()
                     .and_then(|v| self.by_digest.get(normalize_digest(v).as_ref())),
             };
             if let Some(idx) = hit {

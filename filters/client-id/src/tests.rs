@@ -6,7 +6,9 @@
 
 use crate::cache::{CacheView, JwksCache};
 use crate::config::{Config, RemoteJwks};
-use crate::engine::{Engine, Input, KeysAnswer, Outcome, PeerCert, RemoteKeys, Step};
+use crate::engine::{
+    Engine, Input, KeysAnswer, LazyPeer, Outcome, Peer, PeerCert, RemoteKeys, Step,
+};
 use crate::jwt::{self, Alg, JwtError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -100,7 +102,7 @@ fn run(e: &Engine, pairs: &[(&str, &str)], peer: Option<PeerCert>) -> crate::eng
     let h = HeaderSnapshot::from_pairs(all);
     let input = Input {
         headers: &h,
-        peer: peer.as_ref(),
+        peer: peer.as_ref().map(|p| p as &dyn Peer),
         clock: &OnceClock::new(&CLOCK),
     };
     match e.decide(&input, &mut NoRemote) {
@@ -1138,6 +1140,86 @@ fn schemes_and_underscore_spellings_in_any_case() {
         d.ops
     );
     assert!(d.ops.contains(&HeaderOp::remove("X_CLIENT_LABEL_team")));
+}
+
+thread_local! {
+    /// Connection properties read by [`fake_property`].
+    static PROPS_READ: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A connection with a client certificate (a [`crate::engine::PropertyReader`]).
+fn fake_property(path: &[&str]) -> Option<Vec<u8>> {
+    let p = path.join(".");
+    PROPS_READ.with(|r| r.borrow_mut().push(p.clone()));
+    match p.as_str() {
+        "connection.mtls" => Some(vec![1]),
+        "connection.uri_san_peer_certificate" => Some(b"spiffe://test/client".to_vec()),
+        "connection.subject_peer_certificate" => Some(b"CN=client".to_vec()),
+        "connection.sha256_peer_certificate_digest" => Some(b"AB:CD".to_vec()),
+        _ => None,
+    }
+}
+
+/// The decision for `pairs` on that connection, and the properties read.
+fn decide_with_peer(e: &Engine, pairs: &[(&str, &str)]) -> (crate::engine::Decision, Vec<String>) {
+    PROPS_READ.with(|r| r.borrow_mut().clear());
+    let mut all = vec![(":authority", "api.test"), (":method", "GET")];
+    if !pairs.iter().any(|(k, _)| *k == ":path") {
+        all.push((":path", "/v1/x"));
+    }
+    all.extend_from_slice(pairs);
+    let h = HeaderSnapshot::from_pairs(all);
+    let peer = LazyPeer::new(fake_property);
+    let clock = OnceClock::new(&CLOCK);
+    let input = Input {
+        headers: &h,
+        peer: Some(&peer),
+        clock: &clock,
+    };
+    let Step::Done(d) = e.decide(&input, &mut NoRemote) else {
+        panic!("not decided");
+    };
+    (d, PROPS_READ.with(|r| r.take()))
+}
+
+#[test]
+fn certificate_properties_are_read_only_when_needed() {
+    let e = engine(base_config());
+    // A skipped path never looks at the certificate.
+    let (d, read) = decide_with_peer(&e, &[(":path", "/healthz")]);
+    assert_eq!(d.outcome, Outcome::Skipped);
+    assert!(read.is_empty(), "{read:?}");
+    // Matched by URI SAN (the first field): the subject is never read.
+    let (d, read) = decide_with_peer(&e, &[]);
+    assert_eq!(client(&d), "spiffe-client");
+    assert_eq!(
+        read,
+        [
+            "connection.mtls",
+            "connection.sha256_peer_certificate_digest",
+            "connection.uri_san_peer_certificate"
+        ]
+    );
+    // A method tried before mTLS decided: nothing read.
+    let mut cfg = base_config();
+    cfg["methods"] = json!(["api_key", "mtls"]);
+    let (d, read) = decide_with_peer(&engine(cfg), &[("x-api-key", KEY)]);
+    assert_eq!(client(&d), "acme");
+    assert!(read.is_empty(), "{read:?}");
+    // A snapshot reads the rest, each property once.
+    PROPS_READ.with(|r| r.borrow_mut().clear());
+    let peer = LazyPeer::new(fake_property);
+    assert_eq!(peer.uri_san(), Some("spiffe://test/client"));
+    assert_eq!(
+        peer.snapshot(),
+        PeerCert {
+            present: true,
+            uri_san: Some("spiffe://test/client".into()),
+            subject: Some("CN=client".into()),
+            sha256: Some("AB:CD".into()),
+        }
+    );
+    assert_eq!(PROPS_READ.with(|r| r.borrow().len()), 4);
 }
 
 #[test]
