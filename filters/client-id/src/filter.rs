@@ -113,17 +113,11 @@ fn wake(shared: &Shared, issuer: Option<usize>, older_than_ms: u64, home: u32) {
         if !gatehouse_proxy::set_effective_context(w.context_id) {
             continue;
         }
-        let rid = request_id(&w.request.headers);
-        if let Action::Continue = finish(shared, d, rid.as_deref()) {
+        if let Action::Continue = finish(shared, d, &w.request.headers) {
             gatehouse_proxy::resume_paused_request();
         }
     }
     gatehouse_proxy::set_effective_context(home);
-}
-
-/// The request id for error bodies (the one rule of every gatehouse filter).
-fn request_id(headers: &HeaderSnapshot) -> Option<String> {
-    gatehouse_core::reply::request_id_for_body(headers).map(str::to_string)
 }
 
 impl gatehouse_proxy::Filter for Shared {
@@ -294,10 +288,7 @@ impl ClientId {
             shared.engine.decide(&input, &mut view)
         };
         match step {
-            Step::Done(d) => {
-                let rid = request_id(headers);
-                finish(&shared, d, rid.as_deref())
-            }
+            Step::Done(d) => finish(&shared, d, headers),
             Step::Wait { issuer } => {
                 shared.waiters.borrow_mut().add(Waiter {
                     context_id: self.context_id,
@@ -369,7 +360,9 @@ impl HttpContext for ClientId {
     }
 }
 
-fn finish(shared: &Shared, d: Decision, request_id: Option<&str>) -> Action {
+/// Counts and applies a decision; `headers` give the request id of an error
+/// body (looked up only for a rejection).
+fn finish(shared: &Shared, d: Decision, headers: &HeaderSnapshot) -> Action {
     let m = &shared.metrics;
     // Usually one lookup per request (a few when a JWKS fetch intervened).
     let (hits, misses) = shared.engine.take_cache_events();
@@ -381,6 +374,9 @@ fn finish(shared: &Shared, d: Decision, request_id: Option<&str>) -> Action {
     }
     match &d.outcome {
         Outcome::Rejected(r) => {
+            // The request id for error bodies (the one rule of every
+            // gatehouse filter).
+            let request_id = gatehouse_core::reply::request_id_for_body(headers);
             if let Some(c) = m.rejected.get(r.reason) {
                 c.inc();
             }
