@@ -9,6 +9,7 @@ use crate::gcra::{ceil_secs, most_restrictive, LimitSpec, LimitStatus, NANOS};
 use crate::key::{hash64, part_value, push_field, KeySources, RequestInfo};
 use crate::rls::{self, Code, RlsRequest, RlsResponse};
 use crate::table::{check, Checked, FailReason, SetResult, SharedStore, StoreError, Target, Trace};
+use gatehouse_core::decimal::{push_u64, u64_string};
 use gatehouse_core::host::{normalize_host, HostTable};
 use gatehouse_core::path::{split_path_query, PathMatch};
 use gatehouse_core::reply::error_body;
@@ -68,6 +69,8 @@ pub struct Engine {
     /// `slot_min_idle_secs` in ns.
     pub slot_min_idle: u64,
     pub table: String,
+    /// `<table>.slot.`, made once: a slot key is this and the slot number.
+    slot_prefix: String,
     seed: Vec<u8>,
     sources: KeySources,
     plan_header: String,
@@ -485,6 +488,7 @@ impl Engine {
             cas_retries: cfg.cas_retries,
             slots: cfg.slots,
             table: cfg.table.clone(),
+            slot_prefix: format!("{}.slot.", cfg.table),
             seed: cfg.hash_seed.as_bytes().to_vec(),
             slot_min_idle: u64::from(cfg.slot_min_idle_secs).saturating_mul(NANOS),
             sources,
@@ -500,7 +504,10 @@ impl Engine {
     }
 
     pub fn slot_key(&self, i: u32) -> String {
-        format!("{}.slot.{i}", self.table)
+        let mut key = String::with_capacity(self.slot_prefix.len() + 10);
+        key.push_str(&self.slot_prefix);
+        push_u64(&mut key, u64::from(i));
+        key
     }
 
     /// Every shared-data key this configuration can ever touch: the slots
@@ -621,9 +628,10 @@ impl Engine {
         push_field(&mut key, b'i', Some(&set.identity.to_le_bytes()));
         key.extend_from_slice(parts_key);
         let slot = hash64(&self.seed, 1, &key) % u64::from(self.slots.max(1));
+        let slot_key = self.slot_key(u32::try_from(slot).unwrap_or(0));
         let target = Target {
-            slot_key: self.slot_key(u32::try_from(slot).unwrap_or(0)),
-            overflow_key: set.overflow_key.clone(),
+            slot_key: &slot_key,
+            overflow_key: &set.overflow_key,
             fingerprint: hash64(&self.seed, 2, &key) | 1,
             overflow_fingerprint: set.overflow_fingerprint,
         };
@@ -974,7 +982,7 @@ impl Engine {
         message: &str,
         headers: &HeaderSnapshot,
     ) -> Reply {
-        hs.push(("retry-after".to_string(), retry_after.to_string()));
+        hs.push(("retry-after".to_string(), u64_string(retry_after)));
         hs.push(("content-type".to_string(), "application/json".to_string()));
         Reply {
             status: self.status,
@@ -1025,26 +1033,38 @@ pub fn rate_headers(
         HeaderStyle::None => Vec::new(),
         HeaderStyle::XRatelimit => match most_restrictive(status) {
             Some(s) => vec![
-                ("x-ratelimit-limit".to_string(), s.limit.to_string()),
-                ("x-ratelimit-remaining".to_string(), s.remaining.to_string()),
-                ("x-ratelimit-reset".to_string(), s.reset.to_string()),
+                ("x-ratelimit-limit".to_string(), u64_string(s.limit)),
+                ("x-ratelimit-remaining".to_string(), u64_string(s.remaining)),
+                ("x-ratelimit-reset".to_string(), u64_string(s.reset)),
             ],
             None => Vec::new(),
         },
         HeaderStyle::Ietf => {
-            let policy: Vec<String> = specs
-                .iter()
-                .zip(status)
-                .map(|(sp, st)| format!("\"{}\";q={};w={}", sp.name, st.limit, st.window))
-                .collect();
-            let current: Vec<String> = specs
-                .iter()
-                .zip(status)
-                .map(|(sp, st)| format!("\"{}\";r={};t={}", sp.name, st.remaining, st.reset))
-                .collect();
+            // Each value written once into its own string (no format! and
+            // join per limit).
+            let mut policy = String::with_capacity(40 * specs.len());
+            let mut current = String::with_capacity(40 * specs.len());
+            for (i, (sp, st)) in specs.iter().zip(status).enumerate() {
+                if i > 0 {
+                    policy.push_str(", ");
+                    current.push_str(", ");
+                }
+                policy.push('"');
+                policy.push_str(&sp.name);
+                policy.push_str("\";q=");
+                push_u64(&mut policy, st.limit);
+                policy.push_str(";w=");
+                push_u64(&mut policy, st.window);
+                current.push('"');
+                current.push_str(&sp.name);
+                current.push_str("\";r=");
+                push_u64(&mut current, st.remaining);
+                current.push_str(";t=");
+                push_u64(&mut current, st.reset);
+            }
             vec![
-                ("ratelimit-policy".to_string(), policy.join(", ")),
-                ("ratelimit".to_string(), current.join(", ")),
+                ("ratelimit-policy".to_string(), policy),
+                ("ratelimit".to_string(), current),
             ]
         }
     }
@@ -1240,6 +1260,17 @@ mod tests {
         let ev = eval(&e, &mut s, &anon, T0);
         assert_eq!(ev.outcome, Outcome::MissingKey);
         assert_eq!(ev.reply.unwrap().status, 403);
+    }
+
+    #[test]
+    fn slot_keys_are_table_slot_number() {
+        let (e, s) =
+            engine(r#"{"slots": 10, "rules": [{"limits": [{"rate": 1, "per": "hour"}]}]}"#);
+        for i in [0, 7, 9, 4_294_967_295] {
+            assert_eq!(e.slot_key(i), format!("{}.slot.{i}", e.table));
+        }
+        assert!(s.map.contains_key(&format!("{}.slot.9", e.table)));
+        assert_eq!(e.all_keys().count(), 11);
     }
 
     #[test]

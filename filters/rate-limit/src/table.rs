@@ -120,13 +120,13 @@ pub fn decode(bytes: &[u8]) -> (u64, Vec<u64>) {
     parsed.unwrap_or((0, Vec::new()))
 }
 
-/// Where one bucket key lives.
+/// Where one bucket key lives (the keys borrowed, not copied per request).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Target<'a> {
     /// `<table>.slot.<i>`.
-    pub slot_key: String,
+    pub slot_key: &'a str,
     /// The rule and plan's overflow key.
-    pub overflow_key: String,
+    pub overflow_key: &'a str,
     /// The key's fingerprint (never 0, which marks an empty slot).
     pub fingerprint: u64,
     /// The overflow bucket's owner fingerprint.
@@ -175,7 +175,7 @@ pub enum FailReason {
 /// taken over.
 pub fn check<S: SharedStore + ?Sized>(
     store: &mut S,
-    target: &Target,
+    target: &Target<'_>,
     specs: &[LimitSpec],
     now: u64,
     retries: u32,
@@ -186,9 +186,9 @@ pub fn check<S: SharedStore + ?Sized>(
     let mut missing_repairs = 0u32;
     loop {
         let (key, owner) = if in_overflow {
-            (&target.overflow_key, target.overflow_fingerprint)
+            (target.overflow_key, target.overflow_fingerprint)
         } else {
-            (&target.slot_key, target.fingerprint)
+            (target.slot_key, target.fingerprint)
         };
         let (bytes, cas) = match store.get(key) {
             Err(StoreError) => {
@@ -375,10 +375,11 @@ mod tests {
 
     const T0: u64 = 1_700_000_000 * NANOS;
 
-    fn target(slot: u32, fp: u64) -> Target {
+    fn target(slot: u32, fp: u64) -> Target<'static> {
         Target {
-            slot_key: format!("t.slot.{slot}"),
-            overflow_key: "t.overflow.1".into(),
+            // A few keys per test: leaked to keep the helper simple.
+            slot_key: Box::leak(format!("t.slot.{slot}").into_boxed_str()),
+            overflow_key: "t.overflow.1",
             fingerprint: fp,
             overflow_fingerprint: 99,
         }
