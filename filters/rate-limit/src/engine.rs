@@ -12,8 +12,9 @@ use crate::table::{check, Checked, FailReason, SetResult, SharedStore, StoreErro
 use gatehouse_core::decimal::{push_u64, u64_string};
 use gatehouse_core::host::{normalize_host, HostTable};
 use gatehouse_core::path::{split_path_query, PathMatch};
+use gatehouse_core::random::FixedClock;
 use gatehouse_core::reply::error_body;
-use gatehouse_core::{ConfigError, HeaderOp, HeaderSnapshot};
+use gatehouse_core::{Clock, ConfigError, HeaderOp, HeaderSnapshot};
 
 /// Longest time a drained bucket may need to refill (`burst * period / rate`).
 const MAX_WINDOW_SECS: u128 = 366 * 86_400;
@@ -39,6 +40,8 @@ pub struct CompiledRule {
     on_missing: OnMissing,
     pub sets: Vec<LimitSet>,
     default_set: usize,
+    /// A descriptor part is the connection's `source.address`.
+    reads_source_address: bool,
     /// The global mode, when the rule has one.
     pub global: Option<GlobalRule>,
 }
@@ -466,6 +469,8 @@ impl Engine {
                 hosts,
                 paths: r.paths.clone(),
                 descriptor: r.descriptor.clone(),
+                reads_source_address: cfg.client_address.from == AddressSource::SourceAddress
+                    && r.descriptor.contains(&DescriptorPart::ClientAddress),
                 on_missing: r.on_missing,
                 sets,
                 default_set,
@@ -546,12 +551,9 @@ impl Engine {
         })
     }
 
-    /// The rule, limit set and descriptor part values of a request, or
-    /// the evaluation when that already decides it.
-    fn resolve(&self, req: &RequestInfo) -> Result<Resolved, Box<Evaluation>> {
-        let Some(ri) = self.match_rule(req.headers) else {
-            return Err(Box::new(Evaluation::plain(None, Outcome::NotLimited)));
-        };
+    /// The limit set and descriptor part values of a request matched by
+    /// rule `ri`, or the evaluation when that already decides it.
+    fn resolve(&self, ri: usize, req: &RequestInfo) -> Result<Resolved, Box<Evaluation>> {
         let Some(rule) = self.rules.get(ri) else {
             return Err(Box::new(Evaluation::plain(None, Outcome::NotLimited)));
         };
@@ -668,11 +670,43 @@ impl Engine {
         now: u64,
         req: &RequestInfo,
     ) -> Start {
+        self.start_lazy(store, &FixedClock(now), req.headers, &|| {
+            req.source_address.map(<[u8]>::to_vec)
+        })
+    }
+
+    /// [`Engine::start`] reading the host only for what the request needs:
+    /// `clock` (ns since the Unix epoch) only when a bucket is checked (a
+    /// request no rule limits, or one skipped or refused for a missing key
+    /// part, never reads it), and `source_address` only when the matched
+    /// rule keys on the connection's address.
+    pub fn start_lazy<S: SharedStore + ?Sized>(
+        &self,
+        store: &mut S,
+        clock: &dyn Clock,
+        headers: &HeaderSnapshot,
+        source_address: &dyn Fn() -> Option<Vec<u8>>,
+    ) -> Start {
+        let Some((ri, rule)) = self
+            .match_rule(headers)
+            .and_then(|i| self.rules.get(i).map(|r| (i, r)))
+        else {
+            return Start::Done(Evaluation::plain(None, Outcome::NotLimited));
+        };
+        let source = if rule.reads_source_address {
+            source_address()
+        } else {
+            None
+        };
+        let req = &RequestInfo {
+            headers,
+            source_address: source.as_deref(),
+        };
         let Resolved {
             rule: ri,
             set: si,
             parts,
-        } = match self.resolve(req) {
+        } = match self.resolve(ri, req) {
             Ok(r) => r,
             Err(e) => return Start::Done(*e),
         };
@@ -683,7 +717,7 @@ impl Engine {
             return Start::Done(Evaluation::plain(Some(ri), Outcome::NotLimited));
         };
         let Some(global) = &rule.global else {
-            let checked = self.check_set(store, now, set, &key);
+            let checked = self.check_set(store, clock.now_unix_nanos(), set, &key);
             return Start::Done(self.answer(ri, set, checked, req.headers));
         };
         if let Some(pre) = global.precheck.get(si) {
@@ -692,7 +726,7 @@ impl Engine {
                     retry_after,
                     status,
                     trace,
-                } = self.check_set(&mut ReadOnly(store), now, pre, &key)
+                } = self.check_set(&mut ReadOnly(store), clock.now_unix_nanos(), pre, &key)
                 {
                     let mut e = self.answer(
                         ri,
@@ -1260,6 +1294,51 @@ mod tests {
         let ev = eval(&e, &mut s, &anon, T0);
         assert_eq!(ev.outcome, Outcome::MissingKey);
         assert_eq!(ev.reply.unwrap().status, 403);
+    }
+
+    #[test]
+    fn clock_and_source_address_are_read_only_when_needed() {
+        use std::cell::Cell;
+        struct Counting(Cell<u32>);
+        impl Clock for Counting {
+            fn now_unix_nanos(&self) -> u64 {
+                self.0.set(self.0.get() + 1);
+                T0
+            }
+        }
+        let (e, mut s) = engine(
+            r#"{"slots": 64, "rules": [
+              {"name": "by-address", "hosts": ["a.example.com"], "descriptor": ["client_address"],
+               "limits": [{"rate": 5, "per": "hour"}]},
+              {"name": "by-client", "hosts": ["b.example.com"], "descriptor": ["client_id"],
+               "on_missing": "skip", "limits": [{"rate": 5, "per": "hour"}]}
+            ]}"#,
+        );
+        assert!(e.needs_source_address());
+        // (clock reads, source.address reads, outcome)
+        let mut run = |host: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![(":authority", host), (":path", "/"), (":method", "GET")];
+            pairs.extend_from_slice(extra);
+            let h = HeaderSnapshot::from_pairs(pairs);
+            let clock = Counting(Cell::new(0));
+            let sources = Cell::new(0u32);
+            let source = || {
+                sources.set(sources.get() + 1);
+                Some(b"192.0.2.7:4000".to_vec())
+            };
+            let outcome = match e.start_lazy(&mut s, &clock, &h, &source) {
+                Start::Done(ev) => ev.outcome,
+                Start::Call(_) => panic!("no global rule"),
+            };
+            (clock.0.get(), sources.get(), outcome)
+        };
+        assert_eq!(run("c.example.com", &[]), (0, 0, Outcome::NotLimited));
+        assert_eq!(run("b.example.com", &[]), (0, 0, Outcome::NotLimited));
+        assert_eq!(
+            run("b.example.com", &[("x-client-id", "acme")]),
+            (1, 0, Outcome::Allowed)
+        );
+        assert_eq!(run("a.example.com", &[]), (1, 1, Outcome::Allowed));
     }
 
     #[test]

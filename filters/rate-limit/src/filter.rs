@@ -5,8 +5,8 @@
 
 use crate::config::{Config, GlobalOnError};
 use crate::engine::{Engine, Evaluation, GlobalCall, GlobalError, Outcome, Start};
-use crate::key::RequestInfo;
 use crate::table::{ensure_keys, SetResult, SharedStore, StoreError};
+use gatehouse_core::random::OnceClock;
 use gatehouse_core::{parse_json, Clock, ConfigError, HeaderOp, HeaderSnapshot};
 use gatehouse_proxy::{Counter, HostClock};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -275,8 +275,9 @@ impl RateLimit {
         false
     }
 
-    /// Sends the call of a global rule; `Pause` while it is out.
-    fn call(&mut self, call: GlobalCall, headers: HeaderSnapshot) -> Action {
+    /// Sends the call of a global rule; `Pause` while it is out. `clock`
+    /// is the request's (already read if a precheck bucket was checked).
+    fn call(&mut self, call: GlobalCall, headers: HeaderSnapshot, clock: &OnceClock) -> Action {
         let s = Rc::clone(&self.shared);
         let Some(global) = s
             .engine
@@ -301,7 +302,7 @@ impl RateLimit {
                 self.pending = Some(Pending {
                     token,
                     call,
-                    started: HostClock.now_unix_nanos(),
+                    started: clock.now_unix_nanos(),
                     headers,
                 });
                 Action::Pause
@@ -313,7 +314,7 @@ impl RateLimit {
                 );
                 let ev = s.engine.finish(
                     &mut HostStore,
-                    HostClock.now_unix_nanos(),
+                    clock.now_unix_nanos(),
                     &call,
                     Err(GlobalError::Dispatch),
                     &headers,
@@ -401,18 +402,13 @@ impl HttpContext for RateLimit {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let s = Rc::clone(&self.shared);
         let headers = gatehouse_proxy::request_headers();
-        let source = if s.engine.needs_source_address() {
-            gatehouse_proxy::property(&["source", "address"])
-        } else {
-            None
-        };
-        let req = RequestInfo {
-            headers: &headers,
-            source_address: source.as_deref(),
-        };
+        // The clock and `source.address` are read only if the request
+        // needs them (see `Engine::start_lazy`).
+        let clock = OnceClock::new(&HostClock);
+        let source = || gatehouse_proxy::property(&["source", "address"]);
         match s
             .engine
-            .start(&mut HostStore, HostClock.now_unix_nanos(), &req)
+            .start_lazy(&mut HostStore, &clock, &headers, &source)
         {
             Start::Done(ev) => {
                 if self.act(ev) {
@@ -421,7 +417,7 @@ impl HttpContext for RateLimit {
                     Action::Continue
                 }
             }
-            Start::Call(call) => self.call(call, headers),
+            Start::Call(call) => self.call(call, headers, &clock),
         }
     }
 
