@@ -71,8 +71,9 @@ fn tls_connection() -> bool {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = gatehouse_proxy::request_headers();
-        let tls = tls_connection();
-        match self.shared.policy.decide(&headers, tls) {
+        // The TLS property is read only if a trusted x-forwarded-proto
+        // does not decide.
+        match self.shared.policy.decide_lazy(&headers, &tls_connection) {
             Outcome::Secure { hsts } => {
                 self.hsts = hsts;
                 Action::Continue

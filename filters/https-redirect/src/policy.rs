@@ -134,24 +134,44 @@ impl Policy {
     /// `trust_x_forwarded_proto` is on and the header carries a recognised
     /// value. `:scheme` is never consulted (an h2c client can send anything).
     pub fn proto(&self, headers: &HeaderSnapshot, tls_connection: bool) -> Proto {
-        let from_conn = if tls_connection {
-            Proto::Https
+        self.proto_lazy(headers, &|| tls_connection)
+    }
+
+    /// [`Policy::proto`] asking `tls_connection` only when the answer
+    /// depends on it (not when a trusted `x-forwarded-proto` decides).
+    pub fn proto_lazy(&self, headers: &HeaderSnapshot, tls_connection: &dyn Fn() -> bool) -> Proto {
+        let forwarded = if self.trust_xfp {
+            forwarded_proto(headers)
         } else {
-            Proto::Http
+            None
         };
-        if !self.trust_xfp {
-            return from_conn;
-        }
-        forwarded_proto(headers).unwrap_or(from_conn)
+        forwarded.unwrap_or_else(|| {
+            if tls_connection() {
+                Proto::Https
+            } else {
+                Proto::Http
+            }
+        })
     }
 
     /// Decides what to do with a request.
     pub fn decide(&self, headers: &HeaderSnapshot, tls_connection: bool) -> Outcome {
+        self.decide_lazy(headers, &|| tls_connection)
+    }
+
+    /// [`Policy::decide`] for the adapter: `tls_connection` (a connection
+    /// property, a host call) is asked only when a trusted
+    /// `x-forwarded-proto` does not already tell.
+    pub fn decide_lazy(
+        &self,
+        headers: &HeaderSnapshot,
+        tls_connection: &dyn Fn() -> bool,
+    ) -> Outcome {
         let authority = headers
             .first(":authority")
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|a| parse_authority(a).ok());
-        if self.proto(headers, tls_connection) == Proto::Https {
+        if self.proto_lazy(headers, tls_connection) == Proto::Https {
             let enabled = authority
                 .as_ref()
                 .map(|a| self.host_enabled(&a.host))
@@ -205,6 +225,9 @@ impl Policy {
     }
 
     fn path_exempt(&self, path_and_query: &str) -> bool {
+        if self.exempt_paths.is_empty() && self.exempt_prefixes.is_empty() {
+            return false;
+        }
         let (path, _) = split_path_query(path_and_query);
         if !is_plain_path(path) {
             return false;
@@ -252,8 +275,18 @@ pub fn is_plain_path(path: &str) -> bool {
     if path.contains('\\') {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+    // `%2e`, `%2f`, `%5c` in any case (no lower-cased copy of the path).
+    let encoded = path.as_bytes().windows(3).any(|w| {
+        w.first() == Some(&b'%')
+            && matches!(
+                (
+                    w.get(1).map(u8::to_ascii_lowercase),
+                    w.get(2).map(u8::to_ascii_lowercase)
+                ),
+                (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
+            )
+    });
+    if encoded {
         return false;
     }
     !path.split('/').any(|seg| {
@@ -701,5 +734,39 @@ mod tests {
         assert!(!is_plain_path("/a/.."));
         assert!(!is_plain_path("/a/%2E%2e/b"));
         assert!(!is_plain_path("/a/.;x/b"));
+        for encoded in ["/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb", "/%2E"] {
+            assert!(!is_plain_path(encoded), "{encoded}");
+        }
+        for plain in ["/a%2gb", "/a%25b", "/a%2", "/%", "/a%3fb", "/é%2"] {
+            assert!(is_plain_path(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn the_connection_is_asked_only_when_it_decides() {
+        let asked = std::cell::Cell::new(0);
+        let tls = || {
+            asked.set(asked.get() + 1);
+            true
+        };
+        let trusted = policy(r#"{"trust_x_forwarded_proto": true}"#);
+        let mut h = req("GET", "a.com", "/");
+        h.apply(&[gatehouse_core::HeaderOp::add("x-forwarded-proto", "http")]);
+        assert_eq!(
+            trusted.decide_lazy(&h, &tls),
+            redirect(301, "https://a.com/")
+        );
+        assert_eq!(asked.get(), 0);
+        // Without the header, or untrusted, the connection decides.
+        let plain = req("GET", "a.com", "/");
+        assert_eq!(
+            trusted.decide_lazy(&plain, &tls),
+            Outcome::Secure { hsts: None }
+        );
+        assert_eq!(
+            policy("{}").decide_lazy(&h, &tls),
+            Outcome::Secure { hsts: None }
+        );
+        assert_eq!(asked.get(), 2);
     }
 }
