@@ -120,7 +120,6 @@ impl Router {
             forged_routing_header: forged,
             cluster: None,
         };
-        let request_id = request_id(headers);
         let pass = self.cfg.unknown_host.action == UnknownAction::Pass;
 
         let raw_host = headers
@@ -139,7 +138,7 @@ impl Router {
                     400,
                     "bad_host",
                     "missing or malformed Host",
-                    request_id,
+                    headers,
                 ))
             };
             return d;
@@ -160,7 +159,7 @@ impl Router {
                 } else {
                     "no virtual host matches this request"
                 };
-                d.action = Action::Reply(json_reply(status, "unknown_host", message, request_id));
+                d.action = Action::Reply(json_reply(status, "unknown_host", message, headers));
             }
             return d;
         };
@@ -177,7 +176,7 @@ impl Router {
                     400,
                     "bad_path",
                     "malformed request path",
-                    request_id,
+                    headers,
                 ));
                 return d;
             }
@@ -198,7 +197,7 @@ impl Router {
                 404,
                 "no_route",
                 "no route matches this request",
-                request_id,
+                headers,
             ));
             return d;
         };
@@ -215,7 +214,7 @@ impl Router {
         let Some(route) = &rule.route else {
             // Unreachable after validation; answer rather than guess.
             d.outcome = Outcome::NoRoute;
-            d.action = Action::Reply(json_reply(404, "no_route", "no route", request_id));
+            d.action = Action::Reply(json_reply(404, "no_route", "no route", headers));
             return d;
         };
         let cluster = pick_cluster(route, headers, rng);
@@ -233,7 +232,7 @@ impl Router {
                         400,
                         "bad_path",
                         "the rewritten path would hold dot segments or start with //",
-                        request_id,
+                        headers,
                     ));
                     return d;
                 }
@@ -300,28 +299,24 @@ fn pick_cluster(
     let Some(s) = &route.split else {
         return String::new();
     };
-    let key = s.sticky.as_ref().and_then(|st| {
+    // The sticky key is hashed where it lies in the request (no copy).
+    let key: Option<&[u8]> = s.sticky.as_ref().and_then(|st| {
         if let Some(h) = &st.header {
-            headers
-                .first(h)
-                .filter(|v| !v.is_empty())
-                .map(<[u8]>::to_vec)
+            headers.first(h).filter(|v| !v.is_empty())
         } else if let Some(name) = &st.cookie {
             headers
                 .all("cookie")
                 .find_map(|v| split::cookie_value(v, name))
                 .filter(|v| !v.is_empty())
-                .map(<[u8]>::to_vec)
         } else {
             None
         }
     });
     let bucket = match key {
-        Some(k) => split::sticky_bucket(&k),
+        Some(k) => split::sticky_bucket(k),
         None => split::random_bucket(rng),
     };
-    let weights: Vec<u32> = s.clusters.iter().map(|c| c.weight).collect();
-    let i = split::pick(&weights, bucket);
+    let i = split::pick_iter(s.clusters.iter().map(|c| c.weight), bucket);
     s.clusters
         .get(i)
         .or_else(|| s.clusters.first())
@@ -375,11 +370,13 @@ use gatehouse_core::reply::request_id_for_body as request_id;
 /// Every rejection reason (the `error` of the JSON body of a local reply).
 pub const REASONS: [&str; 4] = ["bad_host", "unknown_host", "bad_path", "no_route"];
 
-fn json_reply(status: u16, code: &str, message: &str, request_id: Option<&str>) -> LocalReply {
+/// A JSON error reply; the request id it quotes is looked up only here,
+/// for a request answered locally.
+fn json_reply(status: u16, code: &str, message: &str, headers: &HeaderSnapshot) -> LocalReply {
     LocalReply {
         status,
         content_type: "application/json".to_string(),
-        body: error_body(code, message, request_id),
+        body: error_body(code, message, request_id(headers)),
     }
 }
 

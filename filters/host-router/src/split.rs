@@ -45,9 +45,14 @@ fn bucket_of(v: u64) -> u32 {
 /// to 100 after validation). Falls back to the last cluster with a non-zero
 /// weight if the weights fall short, never out of range.
 pub fn pick(weights: &[u32], bucket: u32) -> usize {
+    pick_iter(weights.iter().copied(), bucket)
+}
+
+/// [`pick`] over weights as they come (no slice collected per request).
+pub fn pick_iter(weights: impl IntoIterator<Item = u32>, bucket: u32) -> usize {
     let mut upper: u32 = 0;
     let mut last_nonzero = 0;
-    for (i, &w) in weights.iter().enumerate() {
+    for (i, w) in weights.into_iter().enumerate() {
         if w == 0 {
             continue;
         }
