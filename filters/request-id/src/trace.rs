@@ -4,7 +4,6 @@
 use crate::config::TraceFormat;
 use gatehouse_core::hex;
 use gatehouse_core::HeaderSnapshot;
-use std::fmt::Write as _;
 
 /// A trace id: 128 bits, or 64 bits (`hi == 0`, `wide == false`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,16 +21,24 @@ pub struct TraceId {
 impl TraceId {
     /// 32 hex digits (64-bit ids are left-padded with zeros, as W3C asks).
     pub fn hex32(&self) -> String {
-        format!("{:016x}{:016x}", self.hi, self.lo)
+        let mut s = String::with_capacity(32);
+        push_hex16(&mut s, self.hi);
+        push_hex16(&mut s, self.lo);
+        s
     }
 
     /// The id as B3 writes it: 32 digits, or 16 for a 64-bit id.
     pub fn b3_hex(&self) -> String {
+        let mut s = String::with_capacity(32);
+        self.push_b3_hex(&mut s);
+        s
+    }
+
+    fn push_b3_hex(&self, out: &mut String) {
         if self.wide {
-            self.hex32()
-        } else {
-            format!("{:016x}", self.lo)
+            push_hex16(out, self.hi);
         }
+        push_hex16(out, self.lo);
     }
 
     fn same_trace(&self, other: &TraceId) -> bool {
@@ -265,6 +272,17 @@ pub struct Outgoing {
     pub sampling: Sampling,
 }
 
+/// Appends `v` as 16 lower-case hex digits (`{:016x}`, without format!).
+fn push_hex16(out: &mut String, v: u64) {
+    hex::encode_into(&v.to_be_bytes(), out);
+}
+
+fn hex16(v: u64) -> String {
+    let mut s = String::with_capacity(16);
+    push_hex16(&mut s, v);
+    s
+}
+
 /// Header values for `format`, as (name, value) pairs.
 pub fn render(out: &Outgoing, format: TraceFormat) -> Vec<(&'static str, String)> {
     match format {
@@ -276,13 +294,21 @@ pub fn render(out: &Outgoing, format: TraceFormat) -> Vec<(&'static str, String)
             if out.trace.random {
                 flags |= FLAG_RANDOM;
             }
-            vec![(
-                "traceparent",
-                format!("00-{}-{:016x}-{flags:02x}", out.trace.hex32(), out.span),
-            )]
+            let mut v = String::with_capacity(55);
+            v.push_str("00-");
+            push_hex16(&mut v, out.trace.hi);
+            push_hex16(&mut v, out.trace.lo);
+            v.push('-');
+            push_hex16(&mut v, out.span);
+            v.push('-');
+            hex::encode_into(&[flags], &mut v);
+            vec![("traceparent", v)]
         }
         TraceFormat::B3Single => {
-            let mut v = format!("{}-{:016x}", out.trace.b3_hex(), out.span);
+            let mut v = String::with_capacity(70);
+            out.trace.push_b3_hex(&mut v);
+            v.push('-');
+            push_hex16(&mut v, out.span);
             let sampling = match out.sampling {
                 Sampling::Accept => Some("1"),
                 Sampling::Deny => Some("0"),
@@ -294,7 +320,8 @@ pub fn render(out: &Outgoing, format: TraceFormat) -> Vec<(&'static str, String)
                 v.push('-');
                 v.push_str(s);
                 if let Some(p) = out.parent {
-                    let _ = write!(v, "-{p:016x}");
+                    v.push('-');
+                    push_hex16(&mut v, p);
                 }
             }
             vec![("b3", v)]
@@ -302,10 +329,10 @@ pub fn render(out: &Outgoing, format: TraceFormat) -> Vec<(&'static str, String)
         TraceFormat::B3Multi => {
             let mut h = vec![
                 ("x-b3-traceid", out.trace.b3_hex()),
-                ("x-b3-spanid", format!("{:016x}", out.span)),
+                ("x-b3-spanid", hex16(out.span)),
             ];
             if let Some(p) = out.parent {
-                h.push(("x-b3-parentspanid", format!("{p:016x}")));
+                h.push(("x-b3-parentspanid", hex16(p)));
             }
             match out.sampling {
                 Sampling::Accept => h.push(("x-b3-sampled", "1".to_string())),
@@ -364,6 +391,79 @@ mod tests {
     const T32: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const S16: &str = "00f067aa0ba902b7";
 
+    /// The values as the format strings wrote them before.
+    #[test]
+    fn rendering_matches_the_format_strings() {
+        for (hi, lo, span, wide, random) in [
+            (0, 1, 2, false, false),
+            (0, u64::MAX, 0x00f0_67aa_0ba9_02b7, false, true),
+            (u64::MAX, 0xabc, u64::MAX, true, true),
+            (0x4bf9_2f35_77b3_4da6, 0xa3ce_929d_0e0e_4736, 1, true, false),
+        ] {
+            let trace = TraceId {
+                hi,
+                lo,
+                wide,
+                random,
+            };
+            assert_eq!(trace.hex32(), format!("{hi:016x}{lo:016x}"));
+            let b3 = if wide {
+                format!("{hi:016x}{lo:016x}")
+            } else {
+                format!("{lo:016x}")
+            };
+            assert_eq!(trace.b3_hex(), b3);
+            for sampling in [
+                Sampling::Accept,
+                Sampling::Deny,
+                Sampling::Debug,
+                Sampling::Defer,
+            ] {
+                for parent in [None, Some(0x1111_2222_3333_4444u64)] {
+                    let out = Outgoing {
+                        trace,
+                        span,
+                        parent,
+                        sampling,
+                    };
+                    let mut flags = 0u8;
+                    if sampling.is_sampled() {
+                        flags |= FLAG_SAMPLED;
+                    }
+                    if random {
+                        flags |= FLAG_RANDOM;
+                    }
+                    assert_eq!(
+                        render(&out, TraceFormat::W3c),
+                        vec![(
+                            "traceparent",
+                            format!("00-{hi:016x}{lo:016x}-{span:016x}-{flags:02x}")
+                        )]
+                    );
+                    let mut single = format!("{b3}-{span:016x}");
+                    let s = match sampling {
+                        Sampling::Accept => Some("1"),
+                        Sampling::Deny => Some("0"),
+                        Sampling::Debug => Some("d"),
+                        Sampling::Defer => None,
+                    };
+                    if let Some(s) = s {
+                        single.push_str(&format!("-{s}"));
+                        if let Some(p) = parent {
+                            single.push_str(&format!("-{p:016x}"));
+                        }
+                    }
+                    assert_eq!(render(&out, TraceFormat::B3Single), vec![("b3", single)]);
+                    let multi = render(&out, TraceFormat::B3Multi);
+                    assert_eq!(multi[0], ("x-b3-traceid", b3.clone()));
+                    assert_eq!(multi[1], ("x-b3-spanid", format!("{span:016x}")));
+                    if let Some(p) = parent {
+                        assert_eq!(multi[2], ("x-b3-parentspanid", format!("{p:016x}")));
+                    }
+                }
+            }
+        }
+    }
     #[test]
     fn traceparent_valid_and_invalid() {
         let v = format!("00-{T32}-{S16}-01");
