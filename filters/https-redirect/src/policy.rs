@@ -167,19 +167,26 @@ impl Policy {
         headers: &HeaderSnapshot,
         tls_connection: &dyn Fn() -> bool,
     ) -> Outcome {
-        let authority = headers
-            .first(":authority")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|a| parse_authority(a).ok());
+        let authority = || {
+            headers
+                .first(":authority")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|a| parse_authority(a).ok())
+        };
         if self.proto_lazy(headers, tls_connection) == Proto::Https {
-            let enabled = authority
+            // The host matters only for HSTS.
+            let Some(hsts) = &self.hsts else {
+                return Outcome::Secure { hsts: None };
+            };
+            let enabled = authority()
                 .as_ref()
                 .map(|a| self.host_enabled(&a.host))
                 .unwrap_or(false);
             return Outcome::Secure {
-                hsts: if enabled { self.hsts.clone() } else { None },
+                hsts: enabled.then(|| hsts.clone()),
             };
         }
+        let authority = authority();
         let raw_path = headers.first(":path").unwrap_or_default();
         let path = std::str::from_utf8(raw_path)
             .ok()
