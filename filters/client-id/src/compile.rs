@@ -456,7 +456,12 @@ impl Engine {
         }
         let owned_dashed = owned_headers.iter().map(|n| n.replace('_', "-")).collect();
 
+        let challenges_plain = challenges(&methods, &cfg.realm, None);
+        let challenges_bad_key = challenges(&methods, &cfg.realm, Some((&Method::ApiKey, "")));
+
         Ok(Engine {
+            challenges_plain,
+            challenges_bad_key,
             methods,
             clients,
             by_id,

@@ -318,6 +318,10 @@ pub struct Engine {
     pub(crate) strip_credentials: StripCredentials,
     pub(crate) bypass_cors_preflight: bool,
     pub(crate) realm: String,
+    /// The 401 challenges without an error, and for a refused API key (or
+    /// certificate: same as without), made at configuration.
+    pub(crate) challenges_plain: Vec<String>,
+    pub(crate) challenges_bad_key: Vec<String>,
     /// Some rule matches on paths.
     pub(crate) path_rules: bool,
 }
@@ -411,28 +415,14 @@ impl Engine {
         (self.default_mode, None)
     }
 
-    /// Challenges for a 401 without a usable credential.
+    /// Challenges for a 401 without a usable credential (copies of those
+    /// made at configuration, but for a token's error description).
     pub(crate) fn challenges(&self, error: Option<(&Method, &str)>) -> Vec<String> {
-        let realm = &self.realm;
-        let mut out = Vec::new();
-        for m in &self.methods {
-            let c = match (m, error) {
-                (Method::Jwt, Some((Method::Jwt, desc))) => format!(
-                    "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{desc}\""
-                ),
-                (Method::Jwt, _) => format!("Bearer realm=\"{realm}\""),
-                (Method::ApiKey, Some((Method::ApiKey, _))) => {
-                    format!("ApiKey realm=\"{realm}\", error=\"invalid_key\"")
-                }
-                (Method::ApiKey, _) => format!("ApiKey realm=\"{realm}\""),
-                (Method::Mtls, _) => format!("Mutual-TLS realm=\"{realm}\""),
-            };
-            out.push(c);
+        match error {
+            None | Some((Method::Mtls, _)) => self.challenges_plain.clone(),
+            Some((Method::ApiKey, _)) => self.challenges_bad_key.clone(),
+            Some((Method::Jwt, _)) => challenges(&self.methods, &self.realm, error),
         }
-        if out.is_empty() {
-            out.push(format!("ApiKey realm=\"{realm}\""));
-        }
-        out
     }
 
     pub(crate) fn reject(
@@ -627,6 +617,33 @@ impl Engine {
             )),
         }
     }
+}
+
+/// The `www-authenticate` challenges of a 401 for `methods`.
+pub(crate) fn challenges(
+    methods: &[Method],
+    realm: &str,
+    error: Option<(&Method, &str)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in methods {
+        let c = match (m, error) {
+            (Method::Jwt, Some((Method::Jwt, desc))) => format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{desc}\""
+            ),
+            (Method::Jwt, _) => format!("Bearer realm=\"{realm}\""),
+            (Method::ApiKey, Some((Method::ApiKey, _))) => {
+                format!("ApiKey realm=\"{realm}\", error=\"invalid_key\"")
+            }
+            (Method::ApiKey, _) => format!("ApiKey realm=\"{realm}\""),
+            (Method::Mtls, _) => format!("Mutual-TLS realm=\"{realm}\""),
+        };
+        out.push(c);
+    }
+    if out.is_empty() {
+        out.push(format!("ApiKey realm=\"{realm}\""));
+    }
+    out
 }
 
 /// The request path is ambiguous (see [`gatehouse_core::path::is_ambiguous_path`]);

@@ -1223,6 +1223,44 @@ fn certificate_properties_are_read_only_when_needed() {
 }
 
 #[test]
+fn challenges_name_every_method() {
+    let e = engine(base_config());
+    let challenges =
+        |pairs: &[(&str, &str)], peer: Option<PeerCert>| match run(&e, pairs, peer).outcome {
+            Outcome::Rejected(r) => r.challenges,
+            o => panic!("not rejected: {o:?}"),
+        };
+    let plain = [
+        "Mutual-TLS realm=\"gatehouse\"",
+        "Bearer realm=\"gatehouse\"",
+        "ApiKey realm=\"gatehouse\"",
+    ];
+    assert_eq!(challenges(&[], None), plain);
+    let unknown_cert = PeerCert {
+        present: true,
+        uri_san: Some("spiffe://test/other".into()),
+        ..PeerCert::default()
+    };
+    assert_eq!(challenges(&[], Some(unknown_cert)), plain);
+    assert_eq!(
+        challenges(&[("x-api-key", "nope-nope-nope")], None),
+        [
+            "Mutual-TLS realm=\"gatehouse\"",
+            "Bearer realm=\"gatehouse\"",
+            "ApiKey realm=\"gatehouse\", error=\"invalid_key\"",
+        ]
+    );
+    assert_eq!(
+        challenges(&[("authorization", "Bearer a.b.c")], None),
+        [
+            "Mutual-TLS realm=\"gatehouse\"",
+            "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"the token is malformed\"",
+            "ApiKey realm=\"gatehouse\"",
+        ]
+    );
+}
+
+#[test]
 fn semicolons_make_a_path_ambiguous() {
     let e = engine(base_config());
     for p in [
