@@ -412,7 +412,7 @@ fn finish(shared: &Shared, d: Decision, headers: &HeaderSnapshot) -> Action {
         Outcome::Skipped => m.skipped.inc(),
         Outcome::CorsPreflight => m.cors_preflight.inc(),
     }
-    gatehouse_proxy::apply_request_ops(&d.ops);
+    gatehouse_proxy::edit_request_headers(headers, &d.ops);
     Action::Continue
 }
 

@@ -67,6 +67,23 @@ impl HeaderSnapshot {
         self.entries.is_empty()
     }
 
+    /// The entries as they are after `ops`, borrowed (no copy of a name or
+    /// value): what a whole-map write sends.
+    pub fn pairs_after<'a>(&'a self, ops: &'a [HeaderOp]) -> Vec<(&'a str, &'a [u8])> {
+        let mut out: Vec<(&str, &[u8])> = self.iter().collect();
+        for op in ops {
+            match op {
+                HeaderOp::Set(name, value) => {
+                    out.retain(|(k, _)| k != name);
+                    out.push((name, value.as_bytes()));
+                }
+                HeaderOp::Add(name, value) => out.push((name, value.as_bytes())),
+                HeaderOp::Remove(name) => out.retain(|(k, _)| k != name),
+            }
+        }
+        out
+    }
+
     /// Applies edits (used by tests and by pure code that chains stages).
     pub fn apply(&mut self, ops: &[HeaderOp]) {
         for op in ops {
@@ -116,6 +133,20 @@ impl HeaderOp {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pairs_after_matches_apply() {
+        let h = HeaderSnapshot::from_pairs([("a", "1"), ("b", "2"), ("b", "3"), ("c", "4")]);
+        let ops = [
+            HeaderOp::set("b", "9"),
+            HeaderOp::add("a", "5"),
+            HeaderOp::remove("c"),
+        ];
+        let mut applied = h.clone();
+        applied.apply(&ops);
+        let expected: Vec<(&str, &[u8])> = applied.iter().collect();
+        assert_eq!(h.pairs_after(&ops), expected);
+    }
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -191,6 +191,23 @@ pub fn apply_request_ops(ops: &[HeaderOp]) {
     }
 }
 
+/// From this many edits on, the request headers are written back whole
+/// (one `set_header_map_pairs`) instead of one call per edit.
+pub const WRITE_WHOLE_FROM: usize = 3;
+
+/// Edits the request headers that were read as `read`: one call per edit,
+/// or, from [`WRITE_WHOLE_FROM`] edits, `read` with the edits written back
+/// in one call. Inside a fused callback as [`apply_request_ops`].
+pub fn edit_request_headers(read: &HeaderSnapshot, ops: &[HeaderOp]) {
+    if ops.len() < WRITE_WHOLE_FROM || fused::in_callback() {
+        apply_request_ops(ops);
+        return;
+    }
+    if let Err(st) = abi::set_header_pairs(Map::RequestHeaders, &read.pairs_after(ops)) {
+        log::warn!("gatehouse: writing the request headers failed: {st:?}");
+    }
+}
+
 pub fn apply_response_ops(ops: &[HeaderOp]) {
     apply(Map::ResponseHeaders, ops)
 }

@@ -80,7 +80,7 @@ impl HttpContext for RequestId {
             let mut rng = s.rng.borrow_mut();
             decide(&s.config, &headers, &mut *rng, &HostClock)
         };
-        gatehouse_proxy::apply_request_ops(&d.request_ops);
+        gatehouse_proxy::edit_request_headers(&headers, &d.request_ops);
         let m = &s.metrics;
         match d.id_outcome {
             IdOutcome::Generated => m.ids_generated.inc(),
