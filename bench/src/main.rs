@@ -999,21 +999,56 @@ struct Range {
     med: f64,
     min: f64,
     max: f64,
+    /// Rounds where the quantity is undefined (NaN: its divisor, e.g. what
+    /// the no-op filter added, was not positive in that round's noise).
+    undefined: usize,
+    rounds: usize,
 }
 
 impl Range {
-    fn of(v: Vec<f64>) -> Option<Range> {
+    /// Over the rounds' values; NaN marks a round where the value is
+    /// undefined. `None` when there are no rounds.
+    fn of(all: Vec<f64>) -> Option<Range> {
+        let rounds = all.len();
+        let v: Vec<f64> = all.into_iter().filter(|x| !x.is_nan()).collect();
         let min = v.iter().copied().fold(f64::INFINITY, f64::min);
         let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (!v.is_empty()).then(|| Range {
-            med: median(v),
+        (rounds > 0).then(|| Range {
+            undefined: rounds - v.len(),
+            med: if v.is_empty() { f64::NAN } else { median(v) },
             min,
             max,
+            rounds,
         })
     }
 
+    /// Whether every round gave a value.
+    fn whole(&self) -> bool {
+        self.undefined == 0
+    }
+
     fn show(&self) -> String {
-        format!("{:.2} ({:.2}–{:.2})", self.med, self.min, self.max)
+        if self.undefined == self.rounds {
+            return "not measurable (the divisor was ≤ 0 in every round)".to_string();
+        }
+        let mut out = format!("{:.2} ({:.2}–{:.2})", self.med, self.min, self.max);
+        if self.undefined > 0 {
+            out.push_str(&format!(
+                " in {} of {} rounds (in the others the divisor was ≤ 0)",
+                self.rounds - self.undefined,
+                self.rounds
+            ));
+        }
+        out
+    }
+}
+
+/// `num / den`, NaN (undefined for this round) when `den` is not positive.
+fn ratio(num: f64, den: f64) -> f64 {
+    if den > 0.0 {
+        num / den
+    } else {
+        f64::NAN
     }
 }
 
@@ -1050,8 +1085,10 @@ impl Run<'_> {
     fn delta_over_noop(&self, row: &str, base: &str, noop: &str) -> Option<Range> {
         self.per_round(|get| {
             let (m, b, z) = (get(row)?, get(base)?, get(noop)?);
-            let dz = z.cpu_us_per_req - b.cpu_us_per_req;
-            (dz > 0.0).then(|| (m.cpu_us_per_req - b.cpu_us_per_req) / dz)
+            Some(ratio(
+                m.cpu_us_per_req - b.cpu_us_per_req,
+                z.cpu_us_per_req - b.cpu_us_per_req,
+            ))
         })
     }
 
@@ -1066,8 +1103,7 @@ impl Run<'_> {
     ) -> Option<Range> {
         self.per_round(|get| {
             let (m, b, z) = (get(row)?, get(base)?, get(noop)?);
-            let dz = f(&z) - f(&b);
-            (dz > 0.0).then(|| (f(&m) - f(&b)) / dz)
+            Some(ratio(f(&m) - f(&b), f(&z) - f(&b)))
         })
     }
 }
@@ -1111,8 +1147,9 @@ fn targets(run: &Run) -> String {
     );
     let mut row = |what: &str, r: Option<Range>, limit: Option<f64>| {
         if let Some(r) = r {
+            // Met only when every round gave a value and all meet it.
             let met = match limit {
-                Some(l) if r.max <= l => "yes",
+                Some(l) if r.whole() && r.max <= l => "yes",
                 Some(_) => "no",
                 None => "–",
             };
@@ -1146,8 +1183,10 @@ fn targets(run: &Run) -> String {
                 get("baseline-tls")?,
                 get("five-separate")?,
             );
-            let d = sep.cpu_us_per_req - b.cpu_us_per_req;
-            (d > 0.0).then(|| (s.cpu_us_per_req - b.cpu_us_per_req) / d)
+            Some(ratio(
+                s.cpu_us_per_req - b.cpu_us_per_req,
+                sep.cpu_us_per_req - b.cpu_us_per_req,
+            ))
         }),
         Some(0.8),
     );
