@@ -508,20 +508,23 @@ pub mod fused {
     /// Writes the edited snapshot back as the request headers: one
     /// `set_header_map_pairs` for every edit the stages made so far.
     pub(crate) fn write_request_headers() {
-        let edited = CALLBACK.with(|c| {
+        CALLBACK.with(|c| {
             let mut c = c.borrow_mut();
-            let cb = c.as_mut()?;
+            let Some(cb) = c.as_mut() else {
+                return;
+            };
             if !std::mem::take(&mut cb.request_headers_edited) {
-                return None;
+                return;
             }
-            cb.request_headers.clone()
-        });
-        if let Some(h) = edited {
-            let pairs: Vec<(&str, &[u8])> = h.iter().collect();
-            if let Err(st) = crate::abi::set_header_pairs(crate::Map::RequestHeaders, &pairs) {
-                log::warn!("gatehouse: writing the request headers failed: {st:?}");
+            // Written from the snapshot in place (the host call does not
+            // re-enter this state): no copy of the headers.
+            if let Some(h) = cb.request_headers.as_ref() {
+                let pairs: Vec<(&str, &[u8])> = h.iter().collect();
+                if let Err(st) = crate::abi::set_header_pairs(crate::Map::RequestHeaders, &pairs) {
+                    log::warn!("gatehouse: writing the request headers failed: {st:?}");
+                }
             }
-        }
+        })
     }
 
     pub(crate) fn note_local_reply() {
